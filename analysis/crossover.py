@@ -1,0 +1,380 @@
+"""Where DLM overtakes AR: per (model, budget) crossovers with bootstrap intervals, C_crit(U).
+
+Input is the store's ``eval_points`` view (one row per finite evaluation). For each
+(model_name, unique_tokens) the metric is a smooth curve of epochs per objective: the final
+evaluation of each run when every objective has >= 3 epoch settings (the sweep's matched design),
+else every evaluation along the runs. The crossover is the epoch from which DLM stays better
+until the end of the range both objectives were measured on; outside it nothing is claimed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.fits import LawFit, SmoothCurve, fit_smooth_curve
+from analysis.laws import LawParams, data_constrained_loss
+
+METRICS = {"val_loss": "lower", "mc_acc": "higher"}
+GROUP = ["model_name", "unique_tokens"]
+OBJECTIVES = ("ar", "dlm")
+_GRID_POINTS = 400
+
+
+def _point_se(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    if metric == "val_loss":
+        se = frame.get("val_loss_se", pd.Series(np.nan, index=frame.index)).to_numpy(float)
+    else:
+        p = frame["mc_acc"].to_numpy(float)
+        n = frame.get("mc_n", pd.Series(np.nan, index=frame.index)).to_numpy(float)
+        se = np.sqrt(np.clip(p * (1 - p), 1e-6, None) / n)
+    return np.where(np.isfinite(se), se, np.nan)
+
+
+def curve_points(evals: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+    """Points (objective, epoch, y, se, flops) for one (model, budget) group, and the mode."""
+    frame = evals[np.isfinite(evals[metric].to_numpy(float))]
+    settings = frame.groupby("objective")["run_epochs"].nunique()
+    final = all(settings.get(o, 0) >= 3 for o in OBJECTIVES)
+    if final:
+        frame = frame.sort_values("step").groupby("run_id").tail(1)
+    out = pd.DataFrame(
+        {
+            "objective": frame["objective"].to_numpy(),
+            "epoch": frame["epoch"].to_numpy(float),
+            "y": frame[metric].to_numpy(float),
+            "se": _point_se(frame, metric),
+            "flops": frame.get("flops", pd.Series(np.nan, index=frame.index)).to_numpy(float),
+        }
+    )
+    return out, "final" if final else "curve"
+
+
+def _dlm_minus_ar(ar: SmoothCurve, dlm: SmoothCurve, grid: np.ndarray, metric: str) -> np.ndarray:
+    """Negative where DLM is better."""
+    sign = 1.0 if METRICS[metric] == "lower" else -1.0
+    return sign * (dlm(grid) - ar(grid))
+
+
+def _crossing(grid: np.ndarray, diff: np.ndarray) -> tuple[str, float]:
+    if np.all(diff < 0):
+        return "dlm_ahead_throughout", math.nan
+    if diff[-1] >= 0:
+        return "no_crossover", math.nan
+    i = int(np.nonzero(diff >= 0)[0][-1])  # last grid point where AR is at least as good
+    lx0, lx1 = np.log(grid[i]), np.log(grid[i + 1])
+    frac = diff[i] / (diff[i] - diff[i + 1])  # linear root in log-epoch
+    return "crossover", float(np.exp(lx0 + frac * (lx1 - lx0)))
+
+
+def _flops_at(points: pd.DataFrame, epoch: float) -> float:
+    known = points[np.isfinite(points["flops"]) & (points["flops"] > 0) & (points["epoch"] > 0)]
+    if known.empty or not math.isfinite(epoch):
+        return math.nan
+    known = known.sort_values("epoch")
+    # Compute is linear in tokens: interpolate log-flops in log-epoch (exact for C = c * epoch).
+    slope = np.median(known["flops"] / known["epoch"])
+    return float(slope * epoch)
+
+
+def _fit_pair(
+    points: pd.DataFrame, y: np.ndarray, lams: tuple[float | None, float | None] = (None, None)
+) -> tuple[SmoothCurve, SmoothCurve]:
+    """AR and DLM curves; ``y`` is (n_points,) or (n_points, B) bootstrap columns."""
+    curves = []
+    for obj, lam in zip(OBJECTIVES, lams, strict=True):
+        mask = (points["objective"] == obj).to_numpy()
+        curves.append(fit_smooth_curve(points["epoch"].to_numpy()[mask], y[mask], lam))
+    return curves[0], curves[1]
+
+
+def _residual_se(points: pd.DataFrame, ar: SmoothCurve, dlm: SmoothCurve) -> np.ndarray:
+    """Per-point noise for the bootstrap: reported SE, else the curve's residual spread."""
+    se = points["se"].to_numpy(float).copy()
+    for obj, curve in zip(OBJECTIVES, (ar, dlm), strict=True):
+        mask = (points["objective"] == obj).to_numpy()
+        resid = points["y"].to_numpy()[mask] - curve(points["epoch"].to_numpy()[mask])
+        fallback = float(np.std(resid)) if mask.sum() > 2 else 0.0
+        se[mask] = np.where(np.isfinite(se[mask]), se[mask], fallback)
+    return se
+
+
+def locate_crossover(
+    points: pd.DataFrame, metric: str, *, n_boot: int = 200, seed: int = 0
+) -> dict[str, object]:
+    """Crossover of one (model, budget) group from its points (see ``curve_points``)."""
+    if metric not in METRICS:
+        raise AnalysisError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+    y = points["y"].to_numpy(float)
+    ar, dlm = _fit_pair(points, y)
+    lo = max(ar.epoch_range[0], dlm.epoch_range[0])
+    hi = min(ar.epoch_range[1], dlm.epoch_range[1])
+    if not lo < hi:
+        raise AnalysisError(f"{metric}: AR and DLM epoch ranges do not overlap")
+    grid = np.geomspace(lo, hi, _GRID_POINTS)
+    status, epoch = _crossing(grid, _dlm_minus_ar(ar, dlm, grid, metric))
+    rng = np.random.default_rng(seed)
+    se = _residual_se(points, ar, dlm)
+    boots = []
+    if n_boot:
+        # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
+        y_b = y[:, None] + se[:, None] * rng.standard_normal((len(y), n_boot))
+        b_ar, b_dlm = _fit_pair(points, y_b, (ar.lam, dlm.lam))
+        diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
+        boots = [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
+    found = np.array([e for s, e in boots if s == "crossover"])
+    e_lo, e_hi = np.percentile(found, [2.5, 97.5]) if len(found) else (math.nan, math.nan)
+    return {
+        "metric": metric,
+        "status": status,
+        "epoch": epoch,
+        "epoch_lo": float(e_lo),
+        "epoch_hi": float(e_hi),
+        "flops": _flops_at(points, epoch),
+        "flops_lo": _flops_at(points, float(e_lo)),
+        "flops_hi": _flops_at(points, float(e_hi)),
+        "p_crossover": len(found) / n_boot if n_boot else math.nan,
+        "epoch_min": lo,
+        "epoch_max": hi,
+        "n_points_ar": int((points["objective"] == "ar").sum()),
+        "n_points_dlm": int((points["objective"] == "dlm").sum()),
+    }
+
+
+def _missing(group: pd.DataFrame, metric: str) -> list[str]:
+    ok = group[np.isfinite(group[metric].to_numpy(float))]
+    return [o for o in OBJECTIVES if ok.loc[ok["objective"] == o, "epoch"].nunique() < 2]
+
+
+def crossovers(
+    evals: pd.DataFrame,
+    metrics: tuple[str, ...] = ("val_loss", "mc_acc"),
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    strict: bool = False,
+) -> pd.DataFrame:
+    """One row per (model_name, unique_tokens, metric). Groups lacking an objective get status
+    ``insufficient_data`` (or raise with ``strict``); no usable group at all raises."""
+    if evals.empty:
+        raise AnalysisError("no finite evaluations: ingest completed runs of both 'ar' and 'dlm'")
+    rows, gaps = [], []
+    for (model, u), group in evals.groupby(GROUP, sort=True):
+        for metric in metrics:
+            base = {"model_name": model, "unique_tokens": int(u), "metric": metric}
+            missing = _missing(group, metric)
+            if missing:
+                gaps.append(f"{model} U={int(u)} {metric}: missing {'/'.join(missing)}")
+                rows.append(
+                    base
+                    | {
+                        "status": "insufficient_data",
+                        "note": f"need >= 2 epochs of {' and '.join(missing)}",
+                    }
+                )
+                continue
+            points, mode = curve_points(group, metric)
+            rows.append(
+                base
+                | locate_crossover(points, metric, n_boot=n_boot, seed=seed)
+                | {"mode": mode, "note": ""}
+            )
+    table = pd.DataFrame(rows)
+    usable = table["status"] != "insufficient_data"
+    if (strict and gaps) or not usable.any():
+        raise AnalysisError("too few runs for a crossover: " + "; ".join(gaps))
+    return table
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """C_crit(U) = k * U^b, fitted in log space; intervals are bootstrap 2.5/97.5 percentiles."""
+
+    k: float
+    b: float
+    k_interval: tuple[float, float]
+    b_interval: tuple[float, float]
+    n_budgets: int
+    source: str
+
+    def __call__(self, unique_tokens: np.ndarray | float) -> np.ndarray:
+        return self.k * np.asarray(unique_tokens, dtype=float) ** self.b
+
+
+def fit_power_law(
+    unique_tokens: np.ndarray,
+    compute: np.ndarray,
+    log_sd: np.ndarray | None = None,
+    *,
+    source: str = "measured",
+    n_boot: int = 500,
+    seed: int = 0,
+) -> PowerLawFit:
+    """OLS of log C on log U; the bootstrap redraws each log C with its own spread ``log_sd``
+    (from the crossover's interval), or resamples budgets when none is given."""
+    u, c = np.asarray(unique_tokens, float), np.asarray(compute, float)
+    keep = np.isfinite(u) & np.isfinite(c) & (u > 0) & (c > 0)
+    u, c = u[keep], c[keep]
+    if len(np.unique(u)) < 2:
+        raise AnalysisError(
+            f"C_crit(U) ({source}) needs crossovers at >= 2 budgets, got "
+            f"{sorted(set(u.astype(int).tolist()))}"
+        )
+    lu, lc = np.log(u), np.log(c)
+    b, logk = np.polyfit(lu, lc, 1)
+    rng = np.random.default_rng(seed)
+    sd = None if log_sd is None else np.nan_to_num(np.asarray(log_sd, float)[keep], nan=0.0)
+    samples = []
+    for _ in range(n_boot):
+        if sd is not None:
+            xs, ys = lu, lc + sd * rng.standard_normal(len(lc))
+        else:
+            idx = rng.integers(0, len(lu), len(lu))
+            if len(np.unique(idx)) < 2:
+                continue
+            xs, ys = lu[idx], lc[idx]
+        samples.append(np.polyfit(xs, ys, 1))
+    s = np.array(samples) if samples else np.array([[b, logk]])
+    b_iv = tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5]))
+    k_iv = tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5]))
+    return PowerLawFit(float(np.exp(logk)), float(b), k_iv, b_iv, len(np.unique(u)), source)
+
+
+def critical_compute_measured(
+    table: pd.DataFrame, model_name: str, metric: str, **kw: object
+) -> PowerLawFit:
+    """C_crit(U) from the measured crossovers of one model and metric."""
+    rows = table[
+        (table["model_name"] == model_name)
+        & (table["metric"] == metric)
+        & (table["status"] == "crossover")
+    ]
+    # 95% interval width in log space -> standard deviation (divide by 2 * 1.96).
+    log_sd = (np.log(rows["flops_hi"]) - np.log(rows["flops_lo"])) / 3.92
+    return fit_power_law(
+        rows["unique_tokens"].to_numpy(),
+        rows["flops"].to_numpy(),
+        log_sd.to_numpy(),
+        source=f"measured {metric}",
+        **kw,
+    )
+
+
+def flag_loss_accuracy_divergence(evals: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose validation loss rises after its minimum while MC accuracy still improves.
+
+    A rise counts when it exceeds twice the loss SE (0.01 without one); a gain when it exceeds
+    twice the binomial SE of the accuracy at the loss minimum.
+    """
+    rows = []
+    for run_id, run in evals.sort_values("step").groupby("run_id", sort=True):
+        run = run[np.isfinite(run["val_loss"].to_numpy(float))]
+        if len(run) < 3:
+            continue
+        i_best = int(np.argmin(run["val_loss"].to_numpy()))
+        after = run.iloc[i_best + 1 :]
+        best = run.iloc[i_best]
+        se = best.get("val_loss_se", np.nan)
+        rise_needed = 2 * se if np.isfinite(se) else 0.01
+        loss_rise = float(after["val_loss"].max() - best["val_loss"]) if len(after) else 0.0
+        acc = after["mc_acc"].to_numpy(float)
+        acc_se = _point_se(run.iloc[[i_best]], "mc_acc")[0]
+        gain_needed = 2 * acc_se if np.isfinite(acc_se) else 0.01
+        acc_gain = float(np.nanmax(acc) - best["mc_acc"]) if np.isfinite(acc).any() else 0.0
+        rows.append(
+            {
+                "run_id": run_id,
+                "objective": best["objective"],
+                "model_name": best["model_name"],
+                "unique_tokens": best["unique_tokens"],
+                "epochs": best["run_epochs"],
+                "best_loss_epoch": float(best["epoch"]),
+                "loss_rise": loss_rise,
+                "acc_gain_after": acc_gain,
+                "flagged": bool(loss_rise > rise_needed and acc_gain > gain_needed),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "objective",
+            "model_name",
+            "unique_tokens",
+            "epochs",
+            "best_loss_epoch",
+            "loss_rise",
+            "acc_gain_after",
+            "flagged",
+        ],
+    )
+
+
+def law_crossover_tokens(
+    ar: LawParams, dlm: LawParams, n_params: float, unique_tokens: float, max_epochs: float = 1e4
+) -> float:
+    """Tokens D at which L_DLM(N, D, U) drops below L_AR(N, D, U) for good, or NaN if never
+    within (0.01, max_epochs] epochs. This is the law's answer, extrapolated by construction."""
+    d = np.geomspace(0.01 * unique_tokens, max_epochs * unique_tokens, 4000)
+    diff = data_constrained_loss(n_params, d, unique_tokens, _finite(dlm)) - data_constrained_loss(
+        n_params, d, unique_tokens, _finite(ar)
+    )
+    status, epoch = _crossing(d / unique_tokens, diff)
+    return epoch * unique_tokens if status == "crossover" else math.nan
+
+
+def _finite(p: LawParams) -> LawParams:
+    # Fits report a non-identifiable R_N* as NaN; the law then treats extra parameters as fresh.
+    return p.with_(rn_star=math.inf) if math.isnan(p.rn_star) else p
+
+
+def critical_compute_from_laws(
+    ar: LawFit,
+    dlm: LawFit,
+    n_params: float,
+    unique_tokens: list[float],
+    *,
+    flops_per_token: float | None = None,
+    measured_max_epochs: float | None = None,
+) -> tuple[pd.DataFrame, PowerLawFit]:
+    """Solve L_DLM = L_AR on the fitted laws at each budget, then fit C_crit(U) = k U^b.
+
+    Compute is ``flops_per_token * D`` (default 6 N D). Intervals pair the two laws' bootstrap
+    draws; ``beyond_measured`` marks crossovers past the largest epoch count actually run.
+    """
+    fpt = flops_per_token or 6.0 * n_params
+    rows = []
+    for u in unique_tokens:
+        d = law_crossover_tokens(ar.params, dlm.params, n_params, u)
+        epochs = d / u
+        beyond = measured_max_epochs is not None and epochs > measured_max_epochs
+        rows.append(
+            {"unique_tokens": u, "epoch": epochs, "flops": fpt * d, "beyond_measured": bool(beyond)}
+        )
+    table = pd.DataFrame(rows)
+    fit = fit_power_law(table["unique_tokens"], table["flops"], source="laws", n_boot=0)
+    n_pairs = min(len(ar.bootstrap), len(dlm.bootstrap))
+    samples = []
+    for i in range(n_pairs):
+        p_ar, p_dlm = (LawParams(**f.bootstrap.iloc[i].to_dict()) for f in (ar, dlm))
+        c = [fpt * law_crossover_tokens(p_ar, p_dlm, n_params, u) for u in unique_tokens]
+        ok = np.isfinite(c)
+        if ok.sum() >= 2:
+            samples.append(
+                np.polyfit(np.log(np.asarray(unique_tokens)[ok]), np.log(np.asarray(c)[ok]), 1)
+            )
+    if samples:
+        s = np.array(samples)
+        fit = PowerLawFit(
+            fit.k,
+            fit.b,
+            tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5])),
+            tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5])),
+            fit.n_budgets,
+            "laws",
+        )
+    return table, fit

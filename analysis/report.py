@@ -1,0 +1,401 @@
+"""Plotly report: figure builders return figures; ``write_report`` alone writes files.
+
+The HTML is self-contained and works offline: plotly.js is inlined once in the page head and
+every figure is embedded without it.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from analysis.crossover import METRICS, OBJECTIVES, curve_points
+from analysis.fits import LawFit, fit_smooth_curve
+from analysis.store import ResultsStore
+from analysis.study import StudyAnalysis, analyze_study, law_points
+
+COLORS = {"ar": "#1f77b4", "dlm": "#d62728"}
+METRIC_LABELS = {"val_loss": "validation loss", "mc_acc": "MC accuracy"}
+RUN_COLUMNS = [
+    "run_id",
+    "status",
+    "failure_reason",
+    "objective",
+    "model_name",
+    "unique_tokens",
+    "epochs",
+    "seed",
+    "final_val_loss",
+    "best_val_loss",
+    "final_mc_acc",
+    "wall_s",
+]
+
+
+def _marker_rows(table: pd.DataFrame, model: str, u: int, metric: str) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table[
+        (table["model_name"] == model)
+        & (table["unique_tokens"] == u)
+        & (table["metric"] == metric)
+        & (table["status"] == "crossover")
+    ]
+
+
+def curves_figure(analysis: StudyAnalysis, metric: str) -> go.Figure:
+    """Metric vs epochs, one panel per (model, budget), AR and DLM overlaid with smooth fits,
+    crossover epoch as a dashed line with its bootstrap interval shaded."""
+    groups = list(analysis.evals.groupby(["model_name", "unique_tokens"], sort=True))
+    titles = [f"{m} · U={u:.3g}" for (m, u), _ in groups] or ["no data"]
+    fig = make_subplots(rows=1, cols=max(len(groups), 1), subplot_titles=titles, shared_yaxes=True)
+    for col, ((model, u), group) in enumerate(groups, start=1):
+        points, mode = curve_points(group, metric)
+        for obj in OBJECTIVES:
+            pts = points[points["objective"] == obj]
+            if pts.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=pts["epoch"],
+                    y=pts["y"],
+                    mode="markers",
+                    name=f"{obj} ({mode})",
+                    legendgroup=obj,
+                    showlegend=col == 1,
+                    marker={"color": COLORS[obj]},
+                    error_y={"type": "data", "array": pts["se"], "visible": True},
+                ),
+                row=1,
+                col=col,
+            )
+            if pts["epoch"].nunique() >= 2:
+                curve = fit_smooth_curve(pts["epoch"].to_numpy(), pts["y"].to_numpy())
+                grid = np.geomspace(*curve.epoch_range, 100)
+                fig.add_trace(
+                    go.Scatter(
+                        x=grid,
+                        y=curve(grid),
+                        mode="lines",
+                        showlegend=False,
+                        legendgroup=obj,
+                        line={"color": COLORS[obj]},
+                    ),
+                    row=1,
+                    col=col,
+                )
+        for _, row in _marker_rows(analysis.crossovers, model, int(u), metric).iterrows():
+            if math.isfinite(row["epoch_lo"]):
+                fig.add_vrect(
+                    x0=row["epoch_lo"],
+                    x1=row["epoch_hi"],
+                    fillcolor="gray",
+                    opacity=0.2,
+                    line_width=0,
+                    row=1,
+                    col=col,
+                )
+            fig.add_vline(x=row["epoch"], line_dash="dash", row=1, col=col)
+    fig.update_xaxes(type="log", title_text="epochs")
+    fig.update_yaxes(title_text=METRIC_LABELS[metric], col=1)
+    fig.update_layout(
+        title=f"{METRIC_LABELS[metric]} vs epochs: AR vs DLM per budget",
+        height=420,
+        template="plotly_white",
+    )
+    return fig
+
+
+def law_fit_figure(analysis: StudyAnalysis) -> go.Figure:
+    """Observed loss vs tokens with the fitted law (top) and relative residuals (bottom)."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.7, 0.3],
+        subplot_titles=["data-constrained law fit", "residual (obs/fit - 1)"],
+    )
+    for obj, fit in analysis.law_fits.items():
+        points = law_points(analysis.evals, obj)
+        pred = fit.predict(points)
+        fig.add_trace(
+            go.Scatter(
+                x=points["tokens"],
+                y=points["loss"],
+                mode="markers",
+                name=f"{obj} observed",
+                marker={"color": COLORS[obj]},
+            ),
+            row=1,
+            col=1,
+        )
+        for (n, u), rows in points.groupby(["n_params", "unique_tokens"]):
+            d = np.geomspace(rows["tokens"].min(), rows["tokens"].max(), 60)
+            grid = pd.DataFrame({"n_params": n, "tokens": d, "unique_tokens": u})
+            fig.add_trace(
+                go.Scatter(
+                    x=d,
+                    y=fit.predict(grid),
+                    mode="lines",
+                    showlegend=False,
+                    line={"color": COLORS[obj], "width": 1},
+                ),
+                row=1,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=points["tokens"],
+                y=points["loss"] / pred - 1,
+                mode="markers",
+                name=f"{obj} residual",
+                marker={"color": COLORS[obj], "symbol": "x"},
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_xaxes(type="log", title_text="tokens seen", row=2, col=1)
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_layout(height=600, template="plotly_white")
+    return fig
+
+
+def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
+    """C_crit vs U: measured crossovers with intervals, the law-based ones, and power-law fits."""
+    fig = go.Figure()
+    table = analysis.crossovers
+    if not table.empty:
+        for metric, rows in table[table["status"] == "crossover"].groupby("metric"):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["unique_tokens"],
+                    y=rows["flops"],
+                    mode="markers",
+                    name=f"measured ({metric})",
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": rows["flops_hi"] - rows["flops"],
+                        "arrayminus": rows["flops"] - rows["flops_lo"],
+                    },
+                )
+            )
+    if not analysis.law_crossovers.empty:
+        lc = analysis.law_crossovers
+        fig.add_trace(
+            go.Scatter(
+                x=lc["unique_tokens"],
+                y=lc["flops"],
+                mode="markers",
+                name="from fitted laws",
+                marker={"symbol": "diamond"},
+            )
+        )
+    for fit in analysis.critical_compute:
+        lo, hi = fit.b_interval
+        u = np.geomspace(*_u_range(analysis), 50)
+        fig.add_trace(
+            go.Scatter(
+                x=u,
+                y=fit(u),
+                mode="lines",
+                name=f"{fit.source}: b={fit.b:.2f} [{lo:.2f}, {hi:.2f}]",
+            )
+        )
+    fig.update_xaxes(type="log", title_text="unique tokens U")
+    fig.update_yaxes(type="log", title_text="critical compute C_crit (FLOPs)")
+    fig.update_layout(title="C_crit(U) = k U^b", height=450, template="plotly_white")
+    return fig
+
+
+def _u_range(analysis: StudyAnalysis) -> tuple[float, float]:
+    u = analysis.evals["unique_tokens"].astype(float)
+    return float(u.min()), float(u.max())
+
+
+def build_figures(analysis: StudyAnalysis) -> dict[str, go.Figure]:
+    """Every figure of the report by section id (empty for an empty study)."""
+    if analysis.empty or analysis.evals.empty:
+        return {}
+    figs = {f"curves-{m}": curves_figure(analysis, m) for m in METRICS}
+    if analysis.law_fits:
+        figs["law-fit"] = law_fit_figure(analysis)
+    figs["critical-compute"] = critical_compute_figure(analysis)
+    return figs
+
+
+def law_params_table(fits: dict[str, LawFit]) -> pd.DataFrame:
+    """One row per objective: each parameter with its bootstrap interval, R^2 and notes."""
+    rows = []
+    for obj, fit in fits.items():
+        row = {"objective": obj, "n_points": fit.n_points, "R2": round(fit.r2, 4)}
+        for name, value in fit.params.as_dict().items():
+            lo, hi = fit.intervals.get(name, (math.nan, math.nan))
+            row[name] = f"{value:.4g} [{lo:.3g}, {hi:.3g}]"
+        row["notes"] = "; ".join(fit.notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _section(sid: str, title: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{html.escape(title)}</h2>\n{body}\n</section>\n'
+
+
+def _table_html(frame: pd.DataFrame, empty: str) -> str:
+    if frame.empty:
+        return f"<p>{html.escape(empty)}</p>"
+    return frame.to_html(index=False, na_rep="—", float_format=lambda x: f"{x:.4g}", border=0)
+
+
+def _fig_html(figs: dict[str, go.Figure], key: str, missing: str) -> str:
+    fig = figs.get(key)
+    if fig is None:
+        return f"<p>{html.escape(missing)}</p>"
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}")
+
+
+def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str) -> str:
+    """The whole report page as a string (plotly.js inlined once, in the head)."""
+    if analysis.empty:
+        body = _section(
+            "empty",
+            "Empty study",
+            "<p>This study has no runs yet: nothing to "
+            "analyse. Run the sweep, ingest, and build the report again.</p>",
+        )
+        return _page(title, body, with_js=False)
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in analysis.problems)
+    status = analysis.runs["status"].value_counts().to_dict()
+    n_excl = (
+        int(analysis.excluded[["from_failed_run", "nonfinite"]].to_numpy().sum())
+        if not analysis.excluded.empty
+        else 0
+    )
+    overview = (
+        f"<p>Runs: {html.escape(str(status))}. Evaluations excluded from analysis "
+        f"(failed runs or non-finite loss): {n_excl}.</p>"
+        + (f"<ul class='problems'>{problems}</ul>" if problems else "")
+    )
+    div = analysis.divergence
+    flagged = div[div["flagged"]] if not div.empty else div
+    parts = [
+        _section("overview", "Overview", overview),
+        _section(
+            "curves",
+            "Loss and accuracy vs epochs",
+            _fig_html(figs, "curves-val_loss", "no data")
+            + _fig_html(figs, "curves-mc_acc", "no data"),
+        ),
+        _section(
+            "crossovers",
+            "Crossover table (DLM overtakes AR)",
+            _table_html(analysis.crossovers, "no crossover analysis: see overview"),
+        ),
+        _section(
+            "law-fits",
+            "Fitted law over observed points, with residuals",
+            _fig_html(figs, "law-fit", "no law fit: see overview"),
+        ),
+        _section(
+            "law-params",
+            "R_D* and R_N* per objective",
+            _table_html(law_params_table(analysis.law_fits), "no law fit: see overview"),
+        ),
+        _section(
+            "critical-compute",
+            "Critical compute C_crit(U)",
+            _fig_html(figs, "critical-compute", "no crossovers")
+            + _table_html(_power_law_table(analysis), "no C_crit(U) fit: see overview"),
+        ),
+        _section(
+            "divergence",
+            "Validation loss rises while accuracy still improves",
+            _table_html(flagged, "no run shows this pattern"),
+        ),
+        _section(
+            "runs",
+            "Runs (including failures)",
+            _table_html(analysis.runs.reindex(columns=RUN_COLUMNS), "no runs"),
+        ),
+    ]
+    return _page(title, "".join(parts), with_js=True)
+
+
+def _power_law_table(analysis: StudyAnalysis) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "source": f.source,
+                "k": f.k,
+                "b": f.b,
+                "b_lo": f.b_interval[0],
+                "b_hi": f.b_interval[1],
+                "n_budgets": f.n_budgets,
+            }
+            for f in analysis.critical_compute
+        ]
+    )
+
+
+def _page(title: str, body: str, with_js: bool) -> str:
+    js = f'<script type="text/javascript">{get_plotlyjs()}</script>' if with_js else ""
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 6px;"
+        "border-bottom:1px solid #ddd}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style>{js}</head><body><h1>{html.escape(title)}</h1>"
+        f"{body}</body></html>"
+    )
+
+
+def find_chromium() -> str | None:
+    """A Chromium/Chrome binary kaleido can drive, or None (PNG export is then skipped)."""
+    if os.environ.get("BROWSER_PATH") and Path(os.environ["BROWSER_PATH"]).exists():
+        return os.environ["BROWSER_PATH"]
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def export_png(fig: go.Figure, path: Path) -> str:
+    """Write ``fig`` as PNG with kaleido when a Chromium exists; returns what happened."""
+    if find_chromium() is None:
+        return (
+            "PNG export skipped: no Chromium on this machine (install chromium or set BROWSER_PATH)"
+        )
+    try:
+        fig.write_image(str(path))
+    except Exception as err:  # kaleido/choreographer failures must not lose the HTML report
+        return f"PNG export failed: {err}"
+    return f"PNG written: {path}"
+
+
+def write_report(
+    db: str | Path | ResultsStore, out_dir: str | Path, *, n_boot: int = 200, png: bool = True
+) -> Path:
+    """Analyse the store and write ``out_dir/report.html`` (plus ``crossover.png`` if possible)."""
+    store = db if isinstance(db, ResultsStore) else ResultsStore(db)
+    analysis = analyze_study(store, n_boot=n_boot)
+    figs = build_figures(analysis)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    studies = analysis.runs["study"].dropna().unique() if not analysis.empty else []
+    title = f"AR vs DLM crossover report: {', '.join(map(str, studies)) or store.db_path.stem}"
+    if png and "curves-val_loss" in figs:
+        analysis.problems.append(export_png(figs["curves-val_loss"], out / "crossover.png"))
+    path = out / "report.html"
+    path.write_text(render_html(analysis, figs, title), encoding="utf-8")
+    return path

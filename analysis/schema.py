@@ -1,0 +1,186 @@
+"""DuckDB schema of the results store: tables filled by ingest, views answering the usual questions.
+
+Documented for users in ``docs/schema.md``. Tables carry no primary-key constraints: idempotency
+comes from delete-then-insert per run in one transaction (and de-duplication inside each batch),
+which also avoids DuckDB's INSERT OR REPLACE keeping the *first* of duplicate keys in one batch.
+"""
+
+from __future__ import annotations
+
+# Base columns of ``runs``; more appear as ingest meets them (``cfg_*`` from config.json, any
+# extra result.json field). Types are DuckDB types.
+RUN_BASE_COLUMNS: dict[str, str] = {
+    "run_id": "VARCHAR",
+    "study": "VARCHAR",
+    "run_dir": "VARCHAR",
+    "status": "VARCHAR",
+    "failure_reason": "VARCHAR",
+    "objective": "VARCHAR",
+    "model_name": "VARCHAR",
+    "n_params": "BIGINT",
+    "n_params_nonembed": "BIGINT",
+    "n_params_active": "BIGINT",
+    "flops_per_token": "DOUBLE",
+    "unique_tokens": "BIGINT",
+    "epochs": "DOUBLE",
+    "seed": "BIGINT",
+    "budget_id": "VARCHAR",
+    "steps": "BIGINT",
+    "tokens_seen": "BIGINT",
+    "total_flops": "DOUBLE",
+    "final_val_loss": "DOUBLE",
+    "best_val_loss": "DOUBLE",
+    "final_mc_acc": "DOUBLE",
+    "best_mc_acc": "DOUBLE",
+    "wall_s": "DOUBLE",
+    "tokens_per_s": "DOUBLE",
+    "started_at": "VARCHAR",
+    "finished_at": "VARCHAR",
+    "code_version": "VARCHAR",
+    "config_sha256": "VARCHAR",
+    "ingested_at": "TIMESTAMP",
+}
+
+METRIC_COLUMNS: dict[str, str] = {
+    "run_id": "VARCHAR",
+    "step": "BIGINT",
+    "tokens_seen": "BIGINT",
+    "epoch": "DOUBLE",
+    "train_loss": "DOUBLE",
+    "lr": "DOUBLE",
+    "grad_norm": "DOUBLE",
+    "tokens_per_s": "DOUBLE",
+}
+
+EVAL_COLUMNS: dict[str, str] = {
+    "run_id": "VARCHAR",
+    "step": "BIGINT",
+    "tokens_seen": "BIGINT",
+    "epoch": "DOUBLE",
+    "flops": "DOUBLE",
+    "val_loss": "DOUBLE",
+    "val_loss_se": "DOUBLE",
+    "mc_acc": "DOUBLE",
+    "mc_margin": "DOUBLE",
+    "mc_n": "BIGINT",
+}
+
+BUDGET_BASE_COLUMNS: dict[str, str] = {
+    "budget_id": "VARCHAR",
+    "spec_hash": "VARCHAR",
+    "requested_tokens": "BIGINT",
+    "unique_tokens": "BIGINT",
+    "n_documents": "BIGINT",
+    "token_dtype": "VARCHAR",
+    "vocab_size": "BIGINT",
+    "eos_id": "BIGINT",
+    "tokenizer_path": "VARCHAR",
+    "tokenizer_sha256": "VARCHAR",
+    "train_files": "VARCHAR",
+    "val_files": "VARCHAR",
+    "val_tokens": "BIGINT",
+    "eval_mc_path": "VARCHAR",
+    "content_sha256": "VARCHAR",
+    "seed": "BIGINT",
+    "source_stats": "VARCHAR",
+    "filter_stats": "VARCHAR",
+    "created_at": "VARCHAR",
+    "manifest_path": "VARCHAR",
+}
+
+
+def create_table_sql(name: str, columns: dict[str, str]) -> str:
+    cols = ", ".join(f'"{col}" {typ}' for col, typ in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {name} ({cols})"
+
+
+# Analysis uses finite evaluations of runs that did not fail; everything else is counted in
+# ``excluded_evals`` so the report can say how much was dropped and why.
+VIEWS_SQL: list[str] = [
+    """
+    CREATE OR REPLACE VIEW eval_points AS
+    SELECT e.*, r.objective, r.model_name, r.n_params, r.unique_tokens, r.budget_id,
+           r.epochs AS run_epochs, r.seed
+    FROM evals e JOIN runs r USING (run_id)
+    WHERE r.status IS DISTINCT FROM 'failed'
+      AND e.val_loss IS NOT NULL AND isfinite(e.val_loss)
+    """,
+    """
+    CREATE OR REPLACE VIEW excluded_evals AS
+    SELECT r.run_id, r.status,
+           count(e.run_id) FILTER (WHERE r.status = 'failed') AS from_failed_run,
+           count(e.run_id) FILTER (WHERE r.status IS DISTINCT FROM 'failed'
+               AND (e.val_loss IS NULL OR NOT isfinite(e.val_loss))) AS nonfinite
+    FROM runs r LEFT JOIN evals e USING (run_id)
+    GROUP BY r.run_id, r.status
+    """,
+    """
+    CREATE OR REPLACE VIEW run_final_best AS
+    WITH ranked AS (
+        SELECT *,
+               row_number() OVER (PARTITION BY run_id ORDER BY step DESC) AS rk_last,
+               row_number() OVER (PARTITION BY run_id ORDER BY val_loss ASC, step ASC) AS rk_loss,
+               row_number() OVER (PARTITION BY run_id
+                                  ORDER BY mc_acc DESC NULLS LAST, step ASC) AS rk_acc
+        FROM eval_points
+    )
+    SELECT run_id, any_value(objective) AS objective, any_value(model_name) AS model_name,
+           any_value(n_params) AS n_params, any_value(unique_tokens) AS unique_tokens,
+           any_value(budget_id) AS budget_id, any_value(run_epochs) AS epochs,
+           any_value(seed) AS seed, count(*) AS n_evals,
+           max(val_loss) FILTER (WHERE rk_last = 1) AS final_val_loss,
+           max(mc_acc) FILTER (WHERE rk_last = 1) AS final_mc_acc,
+           max(epoch) FILTER (WHERE rk_last = 1) AS final_epoch,
+           max(flops) FILTER (WHERE rk_last = 1) AS final_flops,
+           min(val_loss) AS best_val_loss,
+           max(epoch) FILTER (WHERE rk_loss = 1) AS best_val_loss_epoch,
+           max(mc_acc) AS best_mc_acc,
+           max(epoch) FILTER (WHERE rk_acc = 1) AS best_mc_acc_epoch
+    FROM ranked GROUP BY run_id
+    """,
+    """
+    CREATE OR REPLACE VIEW ar_dlm_pairs AS
+    SELECT a.model_name, a.unique_tokens, a.budget_id, a.epochs, a.seed,
+           a.run_id AS ar_run_id, d.run_id AS dlm_run_id,
+           a.final_val_loss AS ar_final_val_loss, d.final_val_loss AS dlm_final_val_loss,
+           d.final_val_loss - a.final_val_loss AS delta_val_loss,
+           a.best_val_loss AS ar_best_val_loss, d.best_val_loss AS dlm_best_val_loss,
+           a.final_mc_acc AS ar_final_mc_acc, d.final_mc_acc AS dlm_final_mc_acc,
+           d.final_mc_acc - a.final_mc_acc AS delta_mc_acc,
+           d.final_val_loss < a.final_val_loss AS dlm_better_loss,
+           d.final_mc_acc > a.final_mc_acc AS dlm_better_acc
+    FROM run_final_best a JOIN run_final_best d
+      ON a.model_name = d.model_name AND a.unique_tokens = d.unique_tokens
+     AND a.epochs = d.epochs AND a.seed = d.seed
+    WHERE a.objective = 'ar' AND d.objective = 'dlm'
+    """,
+    # Measured crossover at the granularity of the sweep's epoch settings (seed means): DLM is
+    # better from ``dlm_better_from_epochs`` on; AR is better at ``ar_better_until_epochs``.
+    """
+    CREATE OR REPLACE VIEW crossover_measured AS
+    WITH m AS (
+        SELECT model_name, unique_tokens, epochs, 'val_loss' AS metric, count(*) AS n_pairs,
+               avg(dlm_final_val_loss) < avg(ar_final_val_loss) AS dlm_better
+        FROM ar_dlm_pairs WHERE delta_val_loss IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT model_name, unique_tokens, epochs, 'mc_acc' AS metric, count(*) AS n_pairs,
+               avg(dlm_final_mc_acc) > avg(ar_final_mc_acc) AS dlm_better
+        FROM ar_dlm_pairs WHERE delta_mc_acc IS NOT NULL GROUP BY ALL
+    ), g AS (
+        SELECT model_name, unique_tokens, metric, count(*) AS n_epoch_settings,
+               sum(n_pairs) AS n_pairs, max(epochs) AS max_epochs,
+               max(epochs) FILTER (WHERE NOT dlm_better) AS ar_better_until_epochs
+        FROM m GROUP BY ALL
+    )
+    SELECT g.model_name, g.unique_tokens, g.metric, g.n_epoch_settings, g.n_pairs,
+           g.ar_better_until_epochs,
+           min(m.epochs) FILTER (WHERE m.epochs > coalesce(g.ar_better_until_epochs, -1))
+               AS dlm_better_from_epochs,
+           CASE WHEN g.ar_better_until_epochs IS NULL THEN 'dlm_ahead_throughout'
+                WHEN g.ar_better_until_epochs = g.max_epochs THEN 'no_crossover'
+                ELSE 'crossover' END AS status
+    FROM g JOIN m USING (model_name, unique_tokens, metric)
+    GROUP BY ALL
+    ORDER BY g.model_name, g.unique_tokens, g.metric
+    """,
+]

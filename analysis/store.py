@@ -1,0 +1,288 @@
+"""DuckDB results store: ingest per-run files idempotently, answer SQL with pandas DataFrames.
+
+One writer process per database file (DuckDB's rule). Every operation opens a connection and
+closes it before returning, so a reader in another process is blocked only while a write is in
+flight, never by a store object someone forgot to close.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from analysis.schema import (
+    BUDGET_BASE_COLUMNS,
+    EVAL_COLUMNS,
+    METRIC_COLUMNS,
+    RUN_BASE_COLUMNS,
+    VIEWS_SQL,
+    create_table_sql,
+)
+
+# result.json fields that may be missing while a run is in flight: take them from config.json.
+_FROM_CONFIG = {
+    "objective": "cfg_objective_kind",
+    "model_name": "cfg_model_name",
+    "unique_tokens": "cfg_data_unique_tokens",
+    "budget_id": "cfg_data_budget_id",
+    "epochs": "cfg_epochs",
+    "seed": "cfg_seed",
+}
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """What one ingest call wrote (rows now in the store for the runs it touched)."""
+
+    runs: int = 0
+    metric_rows: int = 0
+    eval_rows: int = 0
+    nonfinite_eval_rows: int = 0
+
+    def __add__(self, other: IngestStats) -> IngestStats:
+        return IngestStats(
+            self.runs + other.runs,
+            self.metric_rows + other.metric_rows,
+            self.eval_rows + other.eval_rows,
+            self.nonfinite_eval_rows + other.nonfinite_eval_rows,
+        )
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "cfg") -> dict[str, Any]:
+    """Nested config -> flat "_"-joined columns: {"model": {"depth": 4}} -> cfg_model_depth."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}_{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _sql_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float):
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def _to_sql_value(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+        [table],
+    ).fetchall()
+    return {name: typ for name, typ in rows}
+
+
+def _widen_schema(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> dict:
+    """Add columns this row brings; widen BIGINT->DOUBLE->VARCHAR on conflicts. Returns the row
+    with values coerced to the (possibly widened) column types."""
+    existing = _table_columns(con, table)
+    out: dict[str, Any] = {}
+    for col, raw in row.items():
+        value = _to_sql_value(raw)
+        want = _sql_type(value) if value is not None else None
+        have = existing.get(col)
+        if have is None:
+            if want is None:
+                continue  # an all-NULL column appears once some run has a value for it
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{col}" {want}')
+            existing[col] = have = want
+        if want is not None and want != have:
+            if have == "VARCHAR":
+                value = str(value)
+            elif have in ("BIGINT", "INTEGER") and want == "DOUBLE":
+                con.execute(f'ALTER TABLE {table} ALTER "{col}" SET DATA TYPE DOUBLE')
+                existing[col] = "DOUBLE"
+            elif not (have == "DOUBLE" and want == "BIGINT") and have != "TIMESTAMP":
+                con.execute(f'ALTER TABLE {table} ALTER "{col}" SET DATA TYPE VARCHAR')
+                existing[col] = "VARCHAR"
+                value = str(value)
+        out[col] = value
+    return out
+
+
+def _insert_row(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
+    row = _widen_schema(con, table, row)
+    cols = ", ".join(f'"{c}"' for c in row)
+    marks = ", ".join("?" for _ in row)
+    con.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+
+
+def _read_table(path: Path, columns: dict[str, str], run_id: str, key: str) -> pd.DataFrame:
+    """Read a per-run parquet file into the contract columns, deduped on ``key`` (last wins)."""
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    frame = pd.read_parquet(path)
+    frame["run_id"] = run_id
+    frame = frame.reindex(columns=list(columns))
+    for col, typ in columns.items():
+        if typ == "DOUBLE":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        elif typ == "BIGINT":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame.drop_duplicates(subset=["run_id", key], keep="last")
+
+
+def _run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The ``runs`` row for a run dir (result.json over config.json) and its run id."""
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    result_path = run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    row: dict[str, Any] = {c: None for c in RUN_BASE_COLUMNS}
+    row.update(flatten_config(config))
+    row.update(result)
+    for col, cfg_col in _FROM_CONFIG.items():
+        if row.get(col) is None:
+            row[col] = row.get(cfg_col)
+    run_id = str(result.get("run_id") or config.get("run_id") or run_dir.name)
+    row["run_id"] = run_id
+    row["status"] = row.get("status") or "running"
+    row["run_dir"] = str(run_dir.resolve())
+    row["study"] = run_dir.parent.parent.name if run_dir.parent.name == "runs" else None
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    row["config_sha256"] = hashlib.sha256(canonical).hexdigest() if config else None
+    row["ingested_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return row, run_id
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "config.json").exists() or (path / "result.json").exists())
+
+
+class ResultsStore:
+    """The study's DuckDB file. Use as a context manager; it is the single writer for its file."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = Path(db_path)
+
+    def __enter__(self) -> ResultsStore:
+        self.ensure_schema()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Nothing to release: connections never outlive one operation.
+        return None
+
+    @contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not read_only:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.db_path), read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def ensure_schema(self) -> None:
+        with self._connect() as con:
+            con.execute(create_table_sql("runs", RUN_BASE_COLUMNS))
+            con.execute(create_table_sql("metrics", METRIC_COLUMNS))
+            con.execute(create_table_sql("evals", EVAL_COLUMNS))
+            con.execute(create_table_sql("budgets", BUDGET_BASE_COLUMNS))
+            for sql in VIEWS_SQL:
+                con.execute(sql)
+
+    def _ingest_one(self, con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestStats:
+        row, run_id = _run_record(run_dir)
+        metrics = _read_table(run_dir / "metrics.parquet", METRIC_COLUMNS, run_id, "step")
+        evals = _read_table(run_dir / "evals.parquet", EVAL_COLUMNS, run_id, "step")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("runs", "metrics", "evals"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            _insert_row(con, "runs", row)
+            con.register("metrics_batch", metrics)
+            con.execute("INSERT INTO metrics BY NAME SELECT * FROM metrics_batch")
+            con.register("evals_batch", evals)
+            con.execute("INSERT INTO evals BY NAME SELECT * FROM evals_batch")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("metrics_batch", "evals_batch"):
+                con.unregister(name)
+        loss = evals["val_loss"].to_numpy(dtype=float, na_value=np.nan)
+        nonfinite = int((~np.isfinite(loss)).sum())
+        return IngestStats(1, len(metrics), len(evals), nonfinite)
+
+    def ingest_run_dir(self, path: str | Path) -> IngestStats:
+        """Replace one run's rows with what its directory holds now (one transaction)."""
+        run_dir = Path(path)
+        if not is_run_dir(run_dir):
+            raise FileNotFoundError(f"{run_dir} is not a run dir (no config.json or result.json)")
+        self.ensure_schema()
+        with self._connect() as con:
+            return self._ingest_one(con, run_dir)
+
+    def ingest_runs_root(self, path: str | Path) -> IngestStats:
+        """Ingest every run dir below ``path`` (sorted, so reruns touch rows in the same order)."""
+        root = Path(path)
+        self.ensure_schema()
+        run_dirs = sorted(
+            {
+                p.parent
+                for pat in ("config.json", "result.json")
+                for p in root.rglob(pat)
+                if is_run_dir(p.parent)
+            }
+        )
+        total = IngestStats()
+        with self._connect() as con:
+            for run_dir in run_dirs:
+                total = total + self._ingest_one(con, run_dir)
+        return total
+
+    def ingest_manifest(self, path: str | Path) -> None:
+        """Insert or replace one budget from its ``manifest.json`` (key: budget_id + spec_hash)."""
+        manifest_path = Path(path)
+        if manifest_path.is_dir():
+            manifest_path = manifest_path / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        row = {c: None for c in BUDGET_BASE_COLUMNS} | manifest
+        row["manifest_path"] = str(manifest_path.resolve())
+        self.ensure_schema()
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    "DELETE FROM budgets WHERE budget_id = ? AND spec_hash IS NOT DISTINCT FROM ?",
+                    [row["budget_id"], row["spec_hash"]],
+                )
+                _insert_row(con, "budgets", row)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run SQL on a short-lived read-only connection and return a DataFrame."""
+        if not self.db_path.exists():
+            self.ensure_schema()
+        with self._connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetchdf()

@@ -1,0 +1,134 @@
+"""One call that runs every analysis on a store: what the report and the summary show.
+
+Each part that cannot be computed (too few runs, one objective only) records the reason as a
+message instead of raising, so a partial study still gets a report that says what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.crossover import (
+    PowerLawFit,
+    critical_compute_from_laws,
+    critical_compute_measured,
+    crossovers,
+    flag_loss_accuracy_divergence,
+)
+from analysis.errors import AnalysisError
+from analysis.fits import LawFit, fit_data_constrained_law
+from analysis.store import ResultsStore
+
+
+@dataclass
+class StudyAnalysis:
+    """Everything derived from one store; ``problems`` says what could not be computed and why."""
+
+    runs: pd.DataFrame
+    evals: pd.DataFrame
+    excluded: pd.DataFrame
+    crossovers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    law_fits: dict[str, LawFit] = field(default_factory=dict)
+    critical_compute: list[PowerLawFit] = field(default_factory=list)
+    law_crossovers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    divergence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.runs.empty
+
+
+def law_points(evals: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """Law-fit input for one objective: every finite evaluation as (N, D=tokens_seen, U, loss)."""
+    rows = evals[evals["objective"] == objective]
+    return pd.DataFrame(
+        {
+            "run_id": rows["run_id"],
+            "n_params": rows["n_params"].astype(float),
+            "tokens": rows["tokens_seen"].astype(float),
+            "unique_tokens": rows["unique_tokens"].astype(float),
+            "loss": rows["val_loss"].astype(float),
+        }
+    )
+
+
+def _as_store(db: str | Path | ResultsStore) -> ResultsStore:
+    return db if isinstance(db, ResultsStore) else ResultsStore(db)
+
+
+def analyze_study(
+    db: str | Path | ResultsStore, *, n_boot: int = 200, seed: int = 0
+) -> StudyAnalysis:
+    """Crossovers, law fits per objective, C_crit(U) (measured and from the laws), warnings."""
+    store = _as_store(db)
+    result = StudyAnalysis(
+        runs=store.query(
+            "SELECT * FROM runs ORDER BY objective, model_name, unique_tokens, epochs, seed"
+        ),
+        evals=store.query("SELECT * FROM eval_points ORDER BY run_id, step"),
+        excluded=store.query("SELECT * FROM excluded_evals WHERE from_failed_run + nonfinite > 0"),
+    )
+    if result.empty:
+        result.problems.append("no runs ingested")
+        return result
+    if result.evals.empty:
+        result.problems.append("no finite evaluations in any completed run")
+        return result
+    _crossover_part(result, n_boot, seed)
+    _law_part(result, n_boot, seed)
+    result.divergence = flag_loss_accuracy_divergence(result.evals)
+    return result
+
+
+def _crossover_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
+    try:
+        result.crossovers = crossovers(result.evals, n_boot=n_boot, seed=seed)
+    except AnalysisError as err:
+        result.problems.append(f"crossover: {err}")
+        return
+    for (model, metric), _ in result.crossovers.groupby(["model_name", "metric"]):
+        try:
+            result.critical_compute.append(
+                critical_compute_measured(result.crossovers, model, metric, seed=seed)
+            )
+        except AnalysisError as err:
+            result.problems.append(f"C_crit(U) {model} {metric}: {err}")
+
+
+def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
+    for objective in ("ar", "dlm"):
+        points = law_points(result.evals, objective)
+        if points.empty:
+            result.problems.append(f"law fit for {objective!r}: no runs of this objective")
+            continue
+        try:
+            result.law_fits[objective] = fit_data_constrained_law(
+                points, objective, n_boot=n_boot, seed=seed
+            )
+        except AnalysisError as err:
+            result.problems.append(str(err))
+    if len(result.law_fits) < 2:
+        return
+    tables = []
+    for n_params, rows in result.evals.groupby("n_params"):
+        budgets = sorted(rows["unique_tokens"].unique().tolist())
+        try:
+            table, fit = critical_compute_from_laws(
+                result.law_fits["ar"],
+                result.law_fits["dlm"],
+                float(n_params),
+                budgets,
+                measured_max_epochs=float(np.nanmax(rows["epoch"])),
+            )
+        except AnalysisError as err:
+            result.problems.append(f"C_crit(U) from laws, N={n_params:.3g}: {err}")
+            continue
+        tables.append(table.assign(n_params=n_params))
+        result.critical_compute.append(replace(fit, source=f"laws val_loss N={n_params:.3g}"))
+    if tables:
+        result.law_crossovers = pd.concat(tables, ignore_index=True)

@@ -1,0 +1,222 @@
+"""`flows`: run a study from the terminal, inspect it, serve the Prefect UI, create deployments.
+
+    flows run sweep --preset demo            # budgets -> runs on Ray -> DuckDB -> report
+    flows run sweep --config study.yaml --ray-address auto
+    flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
+    flows run budgets|report|study ...
+    flows status --preset demo
+    flows server                             # Prefect UI on http://127.0.0.1:4200
+    flows deploy                             # deployments into the `dlm-crossover` process pool
+
+Exit code: 0 when every run completed (or was already complete), 1 when any run failed, 2 for a
+bad spec or command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import apply_offline_defaults
+
+
+def _quiet() -> None:
+    """No walls of library logs: Prefect and Ray speak at WARNING unless the user asked otherwise."""
+    apply_offline_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if os.environ.get("PREFECT_HOME"):  # Prefect creates only the last path component
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # Fits over few points warn per bootstrap sample; the report states what could not be fitted.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"analysis\.")
+    for name in ("ray", "prefect", "httpx", "uvicorn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:  # datatrove logs every step at INFO through loguru
+        from loguru import logger
+
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
+    except ImportError:
+        pass
+
+
+def _add_spec_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--preset", help="shipped study preset (default: demo)")
+    group.add_argument("--config", help="study YAML file")
+    parser.add_argument("--home", help="studies root (default: $CROSSOVER_HOME or ./studies)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flows", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a flow of a study")
+    run.add_argument(
+        "flow",
+        choices=["sweep", "study", "budgets", "report"],
+        help="sweep/study: the whole study; budgets: data only; report: ingest + report",
+    )
+    _add_spec_args(run)
+    run.add_argument("--ray-address", help="Ray cluster ('auto', 'ray://host:10001', host:port)")
+    run.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    run.add_argument("--dry-run", action="store_true", help="print the grid and FLOPs, run nothing")
+    run.add_argument("--json", action="store_true", help="print the final summary as JSON")
+
+    status = sub.add_parser("status", help="state of every run of a study")
+    _add_spec_args(status)
+
+    server = sub.add_parser("server", help="start the Prefect server and UI (foreground)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=4200)
+
+    deploy = sub.add_parser("deploy", help="create the study deployments in a process work pool")
+    deploy.add_argument("--pool", default=None, help="work pool name (default: dlm-crossover)")
+    deploy.add_argument("--home", help="studies root the deployed flows write to")
+
+    sub.add_parser("presets", help="list the shipped study presets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet()
+    from flows.spec import StudySpecError
+
+    try:
+        return _dispatch(args)
+    except StudySpecError as err:
+        print(f"flows: invalid study spec:\n{err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nflows: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "presets":
+        from flows.spec import PRESETS_DIR
+
+        for path in sorted(PRESETS_DIR.glob("*.yaml")):
+            print(path.stem)
+        return 0
+    if args.command == "server":
+        cmd = ["prefect", "server", "start", "--host", args.host, "--port", str(args.port)]
+        return subprocess.call(cmd)
+    if args.command == "deploy":
+        from flows.deployments import DEFAULT_POOL, deploy_study_flows
+
+        names = deploy_study_flows(args.pool or DEFAULT_POOL, home=args.home)
+        print("deployments: " + ", ".join(names))
+        print(f"start a worker: prefect worker start --pool {args.pool or DEFAULT_POOL}")
+        return 0
+    if args.command == "status":
+        return _status(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.flows import StudyPaths, resolve_spec
+
+    spec = resolve_spec(args.preset, args.config)
+    if args.dry_run:
+        return _dry_run(spec, args.home)
+    params = {"preset": args.preset, "config": args.config, "home": args.home}
+    if args.flow == "budgets":
+        from flows.flows import budgets_flow
+
+        print("budgets: " + ", ".join(budgets_flow(**params)))
+        return 0
+    if args.flow == "report":
+        from flows.flows import report_flow
+
+        print(f"report: {report_flow(**params)}")
+        print(f"results: {StudyPaths.of(spec, args.home).db_path}")
+        return 0
+    from flows.flows import study_flow
+
+    print(f"study {spec.name}: writing under {StudyPaths.of(spec, args.home).study_dir}")
+    summary = study_flow(**params, ray_address=args.ray_address, num_cpus=args.num_cpus)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 1 if summary["failed"] else 0
+
+
+def _dry_run(spec: Any, home: str | None) -> int:
+    from flows.grid import expand_grid, format_grid
+
+    print(f"study {spec.name}: {spec.description}")
+    print(format_grid(expand_grid(spec, _built_manifests(spec, home))))
+    return 0
+
+
+def _built_manifests(spec: Any, home: str | None) -> list[Any] | None:
+    """Manifests of an already built budget spec, so a dry run shows the final run ids."""
+    from flows.flows import StudyPaths
+    from pipeline.manifest import load_manifest
+
+    root = StudyPaths.of(spec, home).home / "budgets" / spec.budgets.spec_hash
+    paths = sorted(root.glob("budget_*/manifest.json"))
+    if len(paths) != len(spec.budgets.sizes):
+        return None
+    return [load_manifest(p) for p in paths]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"study {summary['study']}: {summary['n_runs']} runs: {summary['completed']} trained, "
+        f"{summary['skipped']} already done, {summary['failed']} failed",
+        f"results (DuckDB): {summary['db_path']}",
+        f"report: {summary['report_path']}",
+    ]
+    if summary.get("crossover"):
+        lines += ["", summary["crossover"]]
+    for failure in summary.get("failures", []):
+        lines.append(f"FAILED {failure['run']} ({failure['run_id']}): {failure['reason']}")
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from flows.dispatch import read_status
+    from flows.flows import StudyPaths, resolve_spec
+    from flows.grid import expand_grid
+
+    spec = resolve_spec(args.preset, args.config)
+    paths = StudyPaths.of(spec, args.home)
+    manifests = _built_manifests(spec, args.home)
+    if manifests is None:
+        print(f"study {spec.name}: budgets not built yet ({len(spec.budgets.sizes)} requested)")
+    counts: dict[str, int] = {}
+    for run in expand_grid(spec, manifests):
+        run_dir = paths.runs_root / run.run_id
+        result = read_status(run_dir)
+        if result is not None:
+            state = result.get("status", "unknown")
+        elif (run_dir / "ckpt").exists() or (run_dir / "metrics.parquet").exists():
+            state = "started"  # running now, or interrupted (resumes on the next sweep)
+        else:
+            state = "pending"
+        counts[state] = counts.get(state, 0) + 1
+        reason = f"  {result.get('failure_reason')}" if state == "failed" and result else ""
+        print(f"{run.run_id}  {run.label:<34} {state}{reason}")
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    db = paths.db_path
+    print(f"results (DuckDB): {db if db.exists() else 'not yet ingested'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

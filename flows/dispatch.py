@@ -1,0 +1,340 @@
+"""Run a grid of training runs as Ray tasks, on an embedded local Ray or an existing cluster.
+
+Retries live in ONE layer, Ray's: a task whose worker process dies (kill -9, OOM killer, a lost
+node) is resubmitted up to ``max_retries`` times, and because ``train_run`` resumes from the
+checkpoint in the same run directory the retry continues where the dead worker stopped.
+Application errors (an exception in training, a non-finite loss) are never retried: rerunning the
+same config on the same data fails the same way and burns GPU hours, so the run is recorded as
+failed with its reason and the grid goes on. Prefect sits above this and does not retry training
+either (a Prefect retry would resubmit the whole grid, a second layer fighting the first).
+
+No Prefect code runs on Ray workers: the Prefect tasks stay on the driver and call this module, so
+workers never start their own temporary Prefect server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.settings import OFFLINE_ENV
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULT_FILE = "result.json"
+WORKER_FILE = "worker.json"  # pid and host of the process training the run, for `flows status`
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to dispatch: its resolved config (JSON), where it writes, and what it needs."""
+
+    run_id: str
+    label: str  # human-readable: "dlm/tiny/25K/ep12/s0"
+    config_json: str
+    run_dir: Path
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    label: str
+    status: Literal["completed", "failed", "skipped"]
+    reason: str | None = None
+    tokens_seen: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class GridProgress:
+    """What the terminal shows: counts, and the latest throughput of each running run."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(float(p.get("tokens_per_s") or 0.0) for p in self.running.values())
+
+
+ProgressCallback = Callable[[GridProgress], None]
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run's result.json as a dict, or None while it has none (never run, or interrupted)."""
+    path = run_dir / RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a reader racing the atomic replace; treat as not finished
+
+
+def is_completed(run_dir: Path) -> bool:
+    status = read_status(run_dir)
+    return bool(status and status.get("status") == "completed")
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for Ray workers: offline/quiet, and the project importable without an install."""
+    env = dict(OFFLINE_ENV)
+    paths = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def connect_ray(address: str | None, num_cpus: int | None, temp_dir: Path | None = None) -> bool:
+    """Connect to ``address`` or start an embedded Ray; returns True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {
+        "runtime_env": {"env_vars": worker_env()},
+        "logging_level": logging.ERROR,
+        "log_to_driver": False,  # worker stdout would interleave with the progress line
+        "configure_logging": True,
+    }
+    if address:
+        ray.init(address=address, **common)
+        return True
+    # Ray's socket paths must stay under ~100 characters: a short dir under the system temp.
+    temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 1,
+        num_gpus=None,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        _temp_dir=str(temp),
+        **common,
+    )
+    return True
+
+
+def run_grid(
+    tasks: Sequence[RunTask],
+    *,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    max_retries: int = 2,
+    on_progress: ProgressCallback | None = None,
+    poll_s: float = 0.5,
+) -> list[RunOutcome]:
+    """Run every task not already completed; returns one outcome per task, in input order."""
+    import ray
+
+    progress = GridProgress(total=len(tasks))
+    outcomes: dict[str, RunOutcome] = {}
+    todo = []
+    for task in tasks:
+        if is_completed(task.run_dir):
+            outcomes[task.run_id] = RunOutcome(task.run_id, task.label, "skipped")
+            progress.skipped += 1
+        else:
+            todo.append(task)
+    if not todo:
+        _emit(on_progress, progress)
+        return [outcomes[t.run_id] for t in tasks]
+
+    started_ray = connect_ray(ray_address, num_cpus)
+    try:
+        board = _ProgressBoard.options(num_cpus=0).remote()
+        pending = {_submit(task, board, max_retries): task for task in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+            for ref in ready:
+                task = pending.pop(ref)
+                outcome = _collect(ref, task)
+                outcomes[task.run_id] = outcome
+                progress.done += outcome.status == "completed"
+                progress.failed += outcome.status == "failed"
+            snapshot = ray.get(board.snapshot.remote())
+            progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
+            _emit(on_progress, progress)
+        ray.kill(board)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return [outcomes[t.run_id] for t in tasks]
+
+
+def _emit(callback: ProgressCallback | None, progress: GridProgress) -> None:
+    if callback is not None:
+        callback(progress)
+
+
+def _submit(task: RunTask, board: Any, max_retries: int) -> Any:
+    """Submit one run; a multi-GPU run gets a placement group so its GPUs land on one node."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    options: dict[str, Any] = {
+        "num_cpus": task.cpus,
+        "num_gpus": task.gpus,
+        "max_retries": max_retries,
+        "retry_exceptions": False,  # application errors are final: see the module docstring
+        "name": f"train:{task.label}",
+    }
+    if task.gpus > 1:
+        group = placement_group([{"CPU": task.cpus, "GPU": task.gpus}], strategy="STRICT_PACK")
+        options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+            placement_group=group, placement_group_capture_child_tasks=True
+        )
+    threads = max(1, int(task.cpus))
+    return _train_remote.options(**options).remote(
+        task.config_json, str(task.run_dir), board, threads
+    )
+
+
+def _collect(ref: Any, task: RunTask) -> RunOutcome:
+    """Turn a finished Ray ref into an outcome; errors become a failed outcome, never a raise."""
+    import ray
+
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        # train_run wrote result.json (failed, with the error text) before re-raising.
+        status = read_status(task.run_dir) or {}
+        reason = status.get("failure_reason") or _last_line(str(err))
+        return RunOutcome(task.run_id, task.label, "failed", reason)
+    except ray.exceptions.RayError as err:
+        # The worker died more often than max_retries allows (or the node is gone).
+        reason = f"system failure after retries: {type(err).__name__}: {_last_line(str(err))}"
+        return RunOutcome(task.run_id, task.label, "failed", reason)
+    status = result.get("status")
+    return RunOutcome(
+        task.run_id,
+        task.label,
+        "completed" if status == "completed" else "failed",
+        result.get("failure_reason"),
+        int(result.get("tokens_seen") or 0),
+        float(result.get("wall_s") or 0.0),
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _train_in_worker(config_json: str, run_dir: str, board: Any, threads: int) -> dict[str, Any]:
+    """Body of the Ray task: train (or resume, or skip) one run; reports progress to the board."""
+    import socket
+
+    import torch
+
+    from training_core import RunConfig, train_run
+
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "resume_from_step": _checkpoint_step(path),  # None: a fresh start
+    }
+    (path / WORKER_FILE).write_text(json.dumps(marker))
+    cfg = RunConfig.model_validate_json(config_json)
+    last_sent = 0.0
+
+    def report(info: dict[str, Any]) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        # One actor call per second at most: progress must not cost training throughput.
+        if now - last_sent >= PROGRESS_EVERY_S or info.get("step") == info.get("total_steps"):
+            board.report.remote(cfg.run_id, dict(info))
+            last_sent = now
+
+    board.report.remote(cfg.run_id, {"step": 0, "tokens_per_s": 0.0, "pid": os.getpid()})
+    result = train_run(cfg, path, on_progress=report)
+    return result.model_dump(mode="json")
+
+
+def _checkpoint_step(run_dir: Path) -> int | None:
+    """Step of the checkpoint train_run will resume from (None when there is none)."""
+    from training_core.checkpoint import find_checkpoint
+
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is None:
+        return None
+    try:
+        return int(json.loads((ckpt / "state.json").read_text())["step"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _make_remote() -> tuple[Any, Any]:
+    import ray
+
+    @ray.remote
+    class ProgressBoard:
+        """Latest progress per run; workers push, the driver polls (one small actor, no CPU)."""
+
+        def __init__(self) -> None:
+            self.latest: dict[str, dict[str, Any]] = {}
+
+        def report(self, run_id: str, info: dict[str, Any]) -> None:
+            self.latest[run_id] = info
+
+        def snapshot(self) -> dict[str, dict[str, Any]]:
+            return dict(self.latest)
+
+    return ray.remote(_train_in_worker), ProgressBoard
+
+
+_train_remote, _ProgressBoard = _make_remote()
+
+
+def format_progress(progress: GridProgress, elapsed_s: float) -> str:
+    """One status line: ``runs 3/12 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s · 1m02s``."""
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    finished = progress.done + progress.failed + progress.skipped
+    return (
+        f"runs {finished}/{progress.total} · {progress.done} done · {progress.failed} failed · "
+        f"{len(progress.running)} running · {progress.skipped} skipped · "
+        f"{progress.tokens_per_s / 1000:.1f}k tok/s · {minutes}m{seconds:02d}s"
+    )
+
+
+class TerminalProgress:
+    """Live progress on stderr: a rewritten line on a terminal, a line every ``every_s`` otherwise."""
+
+    def __init__(self, stream: Any = None, every_s: float = 10.0) -> None:
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.start = time.monotonic()
+        self.last_line = 0.0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, progress: GridProgress) -> None:
+        now = time.monotonic()
+        line = format_progress(progress, now - self.start)
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        elif now - self.last_line >= self.every_s:
+            self.stream.write(line + "\n")
+            self.last_line = now
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,223 @@
+"""Prefect flows of a study: budgets -> sweep -> ingest -> report, and `study` chaining them.
+
+Flows only orchestrate; every task is a thin wrapper over a library function that tests call
+directly. All Prefect tasks run on the driver: the sweep task calls Ray itself (flows.dispatch), so
+Ray workers never touch Prefect. Retries: only Ray retries (lost workers, see flows.dispatch);
+no Prefect task here retries, because each wraps work that is either deterministic (a retry fails
+the same way) or already skips what it finished (a rerun of the flow resumes instead).
+
+Every flow takes plain parameters (preset or config path, home, Ray address) so a deployment can
+be started from the Prefect UI with a form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.dispatch import RunOutcome, TerminalProgress, run_grid
+from flows.grid import PlannedRun, expand_grid
+from flows.spec import StudySpec, load_preset, load_spec
+from pipeline.manifest import BudgetManifest
+from pipeline.settings import get_settings
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    home: Path
+    study_dir: Path
+    runs_root: Path
+    db_path: Path
+    report_dir: Path
+
+    @classmethod
+    def of(cls, spec: StudySpec, home: str | Path | None = None) -> StudyPaths:
+        root = Path(home) if home else get_settings().home
+        root = root.resolve()
+        study_dir = root / spec.name
+        return cls(root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report")
+
+
+@dataclass
+class StudySummary:
+    """What the CLI prints at the end and what the `study` flow returns."""
+
+    study: str
+    db_path: str
+    report_path: str | None
+    n_runs: int
+    completed: int
+    skipped: int
+    failed: int
+    failures: list[dict[str, str]] = field(default_factory=list)
+    crossover: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_spec(preset: str | None = None, config: str | None = None) -> StudySpec:
+    """The spec from a YAML path, else a shipped preset (default: demo)."""
+    if config:
+        return load_spec(config)
+    return load_preset(preset or "demo")
+
+
+# ---- tasks: thin wrappers over library functions ------------------------------------------------
+
+
+@task(name="build-budgets")
+def build_budgets_task(spec: StudySpec, home: Path) -> list[BudgetManifest]:
+    from pipeline import build_budgets
+
+    return build_budgets(spec.budgets, home / "budgets")
+
+
+@task(name="dispatch-runs")
+def dispatch_task(
+    runs: list[PlannedRun],
+    runs_root: Path,
+    ray_address: str | None,
+    num_cpus: int | None,
+    max_retries: int,
+) -> list[RunOutcome]:
+    # Longest runs first: on a small machine the tail of the grid is then many short runs.
+    ordered = sorted(runs, key=lambda r: -r.flops)
+    progress = TerminalProgress()
+    try:
+        outcomes = run_grid(
+            [r.task(runs_root) for r in ordered],
+            ray_address=ray_address,
+            num_cpus=num_cpus,
+            max_retries=max_retries,
+            on_progress=progress,
+        )
+    finally:
+        progress.close()
+    return outcomes
+
+
+@task(name="ingest")
+def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> int:
+    from analysis.store import ResultsStore
+
+    paths.study_dir.mkdir(parents=True, exist_ok=True)
+    with ResultsStore(paths.db_path) as store:
+        for manifest in manifests or []:
+            store.ingest_manifest(_manifest_path(manifest))
+        if paths.runs_root.exists():
+            store.ingest_runs_root(paths.runs_root)
+        return int(store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0])
+
+
+@task(name="report")
+def report_task(paths: StudyPaths) -> str:
+    from analysis.report import write_report
+
+    return str(write_report(paths.db_path, paths.report_dir))
+
+
+@task(name="crossover-summary")
+def crossover_task(paths: StudyPaths) -> str:
+    from analysis.errors import AnalysisError
+    from analysis.summary import crossover_table, format_summary
+
+    try:
+        return format_summary(crossover_table(paths.db_path))
+    except AnalysisError as err:  # too few finished runs to compare: say so, don't fail the study
+        return f"no crossover table: {err}"
+
+
+def _manifest_path(manifest: BudgetManifest) -> Path:
+    # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
+    return Path(manifest.train_files[0]).parent / "manifest.json"
+
+
+# ---- flows ----------------------------------------------------------------------------------------
+
+
+@flow(name="budgets", log_prints=False)
+def budgets_flow(
+    preset: str | None = "demo", config: str | None = None, home: str | None = None
+) -> list[str]:
+    """Build (or find already built) the study's unique-token budgets; returns their ids."""
+    spec = resolve_spec(preset, config)
+    manifests = build_budgets_task(spec, StudyPaths.of(spec, home).home)
+    return [m.budget_id for m in manifests]
+
+
+@flow(name="sweep")
+def sweep_flow(
+    preset: str | None = "demo",
+    config: str | None = None,
+    home: str | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+) -> list[dict[str, Any]]:
+    """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume."""
+    spec = resolve_spec(preset, config)
+    paths = StudyPaths.of(spec, home)
+    manifests = build_budgets_task(spec, paths.home)
+    outcomes = dispatch_task(
+        expand_grid(spec, manifests), paths.runs_root, ray_address, num_cpus, spec.max_retries
+    )
+    _publish_outcomes(spec.name, outcomes)
+    return [asdict(o) for o in outcomes]
+
+
+@flow(name="report")
+def report_flow(
+    preset: str | None = "demo", config: str | None = None, home: str | None = None
+) -> str:
+    """Ingest the study's run directories into DuckDB and write the Plotly report."""
+    spec = resolve_spec(preset, config)
+    paths = StudyPaths.of(spec, home)
+    ingest_task(paths, build_budgets_task(spec, paths.home))
+    return report_task(paths)
+
+
+@flow(name="study")
+def study_flow(
+    preset: str | None = "demo",
+    config: str | None = None,
+    home: str | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+) -> dict[str, Any]:
+    """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary."""
+    spec = resolve_spec(preset, config)
+    paths = StudyPaths.of(spec, home)
+    budgets_flow(preset, config, home)
+    outcomes = [RunOutcome(**o) for o in sweep_flow(preset, config, home, ray_address, num_cpus)]
+    report_path = report_flow(preset, config, home)
+    summary = StudySummary(
+        study=spec.name,
+        db_path=str(paths.db_path),
+        report_path=report_path,
+        n_runs=len(outcomes),
+        completed=sum(o.status == "completed" for o in outcomes),
+        skipped=sum(o.status == "skipped" for o in outcomes),
+        failed=sum(o.status == "failed" for o in outcomes),
+        failures=[
+            {"run_id": o.run_id, "run": o.label, "reason": o.reason or ""}
+            for o in outcomes
+            if o.status == "failed"
+        ],
+        crossover=crossover_task(paths),
+    )
+    return summary.to_dict()
+
+
+def _publish_outcomes(study: str, outcomes: list[RunOutcome]) -> None:
+    """A markdown table of the sweep in the Prefect UI (the run's Artifacts tab)."""
+    rows = [
+        f"| {o.label} | `{o.run_id}` | {o.status} | {(o.reason or '').replace('|', '/')[:200]} |"
+        for o in outcomes
+    ]
+    table = "\n".join(["| run | id | status | reason |", "|---|---|---|---|", *rows])
+    key = "".join(c if c.isalnum() else "-" for c in study.lower())
+    create_markdown_artifact(markdown=table, key=f"sweep-{key}", description=f"Runs of {study}")

@@ -1,0 +1,108 @@
+"""`budgets build ...`: build nested unique-token budgets from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.spec import BudgetSpec
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(float(s)) for s in text.split(",") if s.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--sizes wants comma-separated integers: {text}") from err
+
+
+def _infer_kind(corpus: str) -> str:
+    if corpus == "stdlib":
+        return "stdlib"
+    if corpus.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+        return "jsonl"
+    if corpus.endswith(".parquet"):
+        return "parquet"
+    return "files"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="budgets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build (or reuse) the budgets of a spec")
+    b.add_argument("--sizes", type=_sizes, required=True, help="e.g. 100000,400000")
+    b.add_argument("--corpus", default="stdlib", help="'stdlib', a .jsonl/.parquet file or a dir")
+    b.add_argument("--kind", choices=["stdlib", "jsonl", "parquet", "files"], default=None)
+    b.add_argument("--glob", default=None, help="file glob under a directory corpus")
+    b.add_argument("--text-key", default="text")
+    b.add_argument("--site-packages", action="store_true", help="stdlib: add installed packages")
+    b.add_argument("--max-files", type=int, default=None)
+    b.add_argument("--max-bytes", type=int, default=None)
+    b.add_argument("--vocab", type=int, default=2048)
+    b.add_argument("--tokenizer", type=Path, default=None, help="local tokenizer.json")
+    b.add_argument("--heldout", type=float, default=0.05, help="held-out fraction")
+    b.add_argument("--eval-items", type=int, default=200)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--root", type=Path, default=None, help="budgets dir (default: settings)")
+    b.add_argument("--spec", type=Path, default=None, help="JSON BudgetSpec (overrides flags)")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> BudgetSpec:
+    if args.spec is not None:
+        return BudgetSpec.model_validate_json(args.spec.read_text())
+    kind = args.kind or _infer_kind(args.corpus)
+    source = {
+        "kind": kind,
+        "path": None if kind == "stdlib" else args.corpus,
+        "glob": args.glob,
+        "text_key": args.text_key,
+        "include_site_packages": args.site_packages,
+        "max_files": args.max_files,
+        "max_bytes": args.max_bytes,
+    }
+    return BudgetSpec(
+        source=source,
+        sizes=args.sizes,
+        heldout_fraction=args.heldout,
+        tokenizer={"vocab_size": args.vocab, "path": args.tokenizer},
+        eval_set={"n_items": args.eval_items},
+        seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.settings import apply_offline_defaults
+
+    apply_offline_defaults()
+    args = build_parser().parse_args(argv)
+    from pipeline.budgets import build_budgets
+
+    try:
+        spec = spec_from_args(args)
+        print(f"spec {spec.spec_hash}: sizes {list(spec.sizes)}, source {spec.source.kind}")
+        manifests = build_budgets(spec, root=args.root, progress=lambda m: print(f"  {m}"))
+    except (PipelineError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for m in manifests:
+        summary = {
+            "budget_id": m.budget_id,
+            "requested": m.requested_tokens,
+            "unique_tokens": m.unique_tokens,
+            "documents": m.n_documents,
+            "val_tokens": m.val_tokens,
+            "vocab": m.vocab_size,
+            "manifest": str(Path(m.train_files[0]).parent / "manifest.json"),
+        }
+        print(json.dumps(summary))
+    m = manifests[-1]
+    print(f"source: {json.dumps(m.source_stats)}")
+    print(f"filters: {json.dumps(m.filter_stats)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The HTML report: every section on a synthetic study, a clear page on an empty one."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+
+from analysis.report import build_figures, find_chromium, write_report
+from analysis.store import ResultsStore
+from analysis.study import analyze_study
+from analysis.synthetic import SyntheticStudySpec, write_synthetic_study
+
+SECTIONS = {
+    "overview",
+    "curves",
+    "crossovers",
+    "law-fits",
+    "law-params",
+    "critical-compute",
+    "divergence",
+    "runs",
+}
+FIGURES = {"fig-curves-val_loss", "fig-curves-mc_acc", "fig-law-fit", "fig-critical-compute"}
+
+
+class _Outline(HTMLParser):
+    """Section ids, figure div ids, table count and the text of every script."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.divs: set[str] = set()
+        self.tables = 0
+        self.scripts: list[str] = []
+        self._in_script = False
+        self.remote_scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id", ""))
+        elif tag == "div" and "id" in a:
+            self.divs.add(a["id"])
+        elif tag == "table":
+            self.tables += 1
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+            if "src" in a:
+                self.remote_scripts.append(a["src"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def _outline(path: Path) -> tuple[_Outline, str]:
+    text = path.read_text(encoding="utf-8")
+    parser = _Outline()
+    parser.feed(text)
+    return parser, text
+
+
+@pytest.fixture(scope="module")
+def synthetic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    spec = SyntheticStudySpec(
+        n_params=(10_000_000, 30_000_000),
+        unique_tokens=(300_000_000, 1_000_000_000),
+        epochs=(1.0, 4.0, 16.0, 64.0),
+        n_failed=1,
+        ar_overfit=0.1,
+    )
+    write_synthetic_study(root / "demo", spec)
+    with ResultsStore(root / "demo" / "results.duckdb") as store:
+        store.ingest_runs_root(root / "demo" / "runs")
+    return root / "demo" / "results.duckdb"
+
+
+def test_report_on_synthetic_study_has_every_section(synthetic_db: Path, tmp_path: Path) -> None:
+    path = write_report(synthetic_db, tmp_path / "report", n_boot=10)
+    outline, text = _outline(path)
+    assert set(outline.sections) == SECTIONS
+    assert FIGURES <= outline.divs
+    # plotly.js is inlined exactly once (offline), never fetched from a CDN.
+    assert sum("plotly.js v" in s for s in outline.scripts) == 1
+    assert outline.remote_scripts == []
+    assert outline.tables >= 4  # crossovers, law parameters, C_crit fits, runs
+    assert "non-finite loss at step" in text  # the failed run and its reason
+    assert "rd_star" in text and "demo" in text
+    if find_chromium() is None:
+        assert "PNG export skipped" in text
+    else:
+        assert (tmp_path / "report" / "crossover.png").exists()
+
+
+def test_report_on_empty_study_says_so(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "empty.duckdb", tmp_path / "out")
+    outline, text = _outline(path)
+    assert outline.sections == ["empty"]
+    assert "no runs yet" in text
+
+
+def test_build_figures_returns_plotly_figures(synthetic_db: Path) -> None:
+    analysis = analyze_study(synthetic_db, n_boot=5)
+    figs = build_figures(analysis)
+    assert set(figs) == {"curves-val_loss", "curves-mc_acc", "law-fit", "critical-compute"}
+    assert all(isinstance(f, go.Figure) and len(f.data) > 0 for f in figs.values())
+    # Two sizes x two budgets: one panel each, AR and DLM points and fitted lines in every one.
+    assert len(figs["curves-val_loss"].layout.annotations) == 4
+    assert set(analysis.law_fits) == {"ar", "dlm"}
+    assert analysis.law_fits["dlm"].params.rd_star > analysis.law_fits["ar"].params.rd_star

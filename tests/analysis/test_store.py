@@ -1,0 +1,166 @@
+"""ResultsStore: schema, idempotent ingest, views checked against hand-computed answers."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from analysis_fixtures import make_run
+
+from analysis.store import ResultsStore, flatten_config
+from analysis.synthetic import write_synthetic_manifests
+
+COUNTS = (
+    "SELECT (SELECT count(*) FROM runs) r, (SELECT count(*) FROM metrics) m, "
+    "(SELECT count(*) FROM evals) e"
+)
+
+
+def _ingested(study: Path) -> ResultsStore:
+    store = ResultsStore(study / "results.duckdb")
+    with store:
+        store.ingest_runs_root(study / "runs")
+    return store
+
+
+def test_ingest_twice_keeps_row_counts(small_study: Path) -> None:
+    store = _ingested(small_study)
+    first = store.query(COUNTS).iloc[0].tolist()
+    assert first == [8, 16, 16]  # 8 runs x 2 rows each
+    with store:
+        stats = store.ingest_runs_root(small_study / "runs")
+    assert store.query(COUNTS).iloc[0].tolist() == first
+    assert (stats.runs, stats.eval_rows, stats.nonfinite_eval_rows) == (8, 16, 2)
+
+
+def test_rerun_replaces_its_rows_and_dedupes_a_batch(small_study: Path) -> None:
+    store = _ingested(small_study)
+    # The run is redone: new final loss, and a duplicated step whose last row must win.
+    make_run(
+        small_study,
+        "ar-e4",
+        "ar",
+        4.0,
+        0,
+        [(10, 2.0, 3.0, 0.3), (20, 4.0, 2.5, 0.4), (20, 4.0, 2.4, 0.41)],
+    )
+    with store:
+        store.ingest_run_dir(small_study / "runs" / "ar-e4")
+    rows = store.query("SELECT step, val_loss FROM evals WHERE run_id = 'ar-e4' ORDER BY step")
+    assert rows["val_loss"].tolist() == [3.0, 2.4]
+    assert store.query(COUNTS).iloc[0].tolist() == [8, 16, 16]
+
+
+def test_run_final_best_view(small_study: Path) -> None:
+    store = _ingested(small_study)
+    view = store.query("SELECT * FROM run_final_best").set_index("run_id")
+    assert "ar-failed" not in view.index  # failed runs are out of the analysis
+    row = view.loc["ar-e2"]
+    assert (row.final_val_loss, row.best_val_loss, row.best_val_loss_epoch) == (2.8, 2.8, 2.0)
+    assert (row.final_mc_acc, row.best_mc_acc, row.n_evals) == (0.35, 0.35, 2)
+    nan_run = view.loc["dlm-nan"]  # its NaN mid evaluation is dropped, the final one kept
+    assert (nan_run.n_evals, nan_run.final_val_loss) == (1, 2.6)
+
+
+def test_pairs_and_measured_crossover_views(small_study: Path) -> None:
+    store = _ingested(small_study)
+    pairs = store.query("SELECT * FROM ar_dlm_pairs ORDER BY epochs")
+    assert pairs["epochs"].tolist() == [1.0, 2.0, 4.0]  # the seed-1 DLM run has no AR partner
+    assert pairs["delta_val_loss"].round(6).tolist() == [0.2, 0.1, -0.2]
+    assert pairs["dlm_better_loss"].tolist() == [False, False, True]
+    cross = store.query("SELECT * FROM crossover_measured").set_index("metric")
+    loss, acc = cross.loc["val_loss"], cross.loc["mc_acc"]
+    assert (loss.status, loss.ar_better_until_epochs, loss.dlm_better_from_epochs) == (
+        "crossover",
+        2.0,
+        4.0,
+    )
+    assert acc.status == "no_crossover" and math.isnan(acc.dlm_better_from_epochs)
+
+
+def test_excluded_evals_are_counted(small_study: Path) -> None:
+    store = _ingested(small_study)
+    excl = store.query("SELECT * FROM excluded_evals WHERE from_failed_run + nonfinite > 0")
+    got = {r.run_id: (r.from_failed_run, r.nonfinite) for r in excl.itertuples()}
+    assert got == {"ar-failed": (2, 0), "dlm-nan": (0, 1)}
+    runs = store.query("SELECT run_id, status, failure_reason FROM runs WHERE status='failed'")
+    assert runs["failure_reason"].tolist() == ["non-finite loss at step 20"]
+
+
+def test_config_columns_and_schema_growth(small_study: Path) -> None:
+    store = _ingested(small_study)
+    # A later run brings a new config field and a float where an int column exists.
+    make_run(
+        small_study,
+        "late",
+        "dlm",
+        4.0,
+        2,
+        [(10, 4.0, 2.6, 0.4)],
+        config_extra={"extra_knob": {"depth": 3}, "seed": 2.5},
+    )
+    with store:
+        store.ingest_run_dir(small_study / "runs" / "late")
+    cols = store.query("SELECT * FROM runs ORDER BY run_id").set_index("run_id")
+    assert cols.loc["late", "cfg_extra_knob_depth"] == 3
+    assert cols["cfg_extra_knob_depth"].isna().sum() == 8  # NULL for the runs without it
+    assert cols.loc["late", "cfg_seed"] == 2.5 and cols.loc["ar-e1", "cfg_model_depth"] == 2
+    assert json.loads(cols.loc["ar-e1", "cfg_data_train_files"]) == ["a.ds", "b.ds"]
+    assert len(cols.loc["ar-e1", "config_sha256"]) == 64
+
+
+def test_run_without_result_is_running_from_config(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "inflight", "dlm", 2.0, 0, [(10, 1.0, 3.0, 0.3)], write_result=False)
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        store.ingest_run_dir(run)
+        row = store.query("SELECT * FROM runs").iloc[0]
+    assert (row.status, row.objective, row.unique_tokens, row.model_name) == (
+        "running",
+        "dlm",
+        1000,
+        "m",
+    )
+
+
+def test_manifest_ingest_is_idempotent(tmp_path: Path) -> None:
+    paths = write_synthetic_manifests(tmp_path)
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        for _ in range(2):
+            for path in paths:
+                store.ingest_manifest(path)
+        budgets = store.query("SELECT * FROM budgets ORDER BY unique_tokens")
+    assert len(budgets) == len(paths)
+    assert json.loads(budgets.iloc[0]["source_stats"]) == {"docs": 100_000}
+
+
+def test_another_process_can_read_after_ingest(small_study: Path) -> None:
+    store = _ingested(small_study)
+    code = (
+        "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('select count(*) from runs').fetchone()[0])"
+    )
+    with store:  # the store object is alive, but holds no connection between operations
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(store.db_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    assert out.stdout.strip() == "8"
+
+
+def test_flatten_config_and_bad_dir(tmp_path: Path) -> None:
+    assert flatten_config({"a": {"b": 1, "c": {"d": "x"}}, "e": [1]}) == {
+        "cfg_a_b": 1,
+        "cfg_a_c_d": "x",
+        "cfg_e": [1],
+    }
+    with pytest.raises(FileNotFoundError, match="not a run dir"):
+        ResultsStore(tmp_path / "r.duckdb").ingest_run_dir(tmp_path)
+    assert isinstance(ResultsStore(tmp_path / "q.duckdb").query("SELECT 1 AS x"), pd.DataFrame)

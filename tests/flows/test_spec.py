@@ -1,0 +1,85 @@
+"""StudySpec validation: every shipped preset loads; bad specs fail with the field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.spec import PRESETS_DIR, StudySpecError, load_preset, load_spec, parse_spec
+
+BASE = {
+    "name": "t",
+    "budgets": {"sizes": [1000, 2000]},
+    "models": ["tiny"],
+    "epochs": [1, 2],
+}
+
+
+def _with(**changes: object) -> dict:
+    data = {k: v for k, v in BASE.items() if k not in changes}
+    data.update({k: v for k, v in changes.items() if v is not None})
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+def test_every_preset_loads(name: str) -> None:
+    spec = load_preset(name)
+    assert spec.name == name
+    assert {o.kind for o in spec.objectives} == {"ar", "dlm"}
+
+
+def test_expected_presets_ship() -> None:
+    names = {p.stem for p in PRESETS_DIR.glob("*.yaml")}
+    assert {"smoke", "demo", "paper-reduced", "paper-full"} <= names
+
+
+def test_shorthand_and_options_for_objectives() -> None:
+    spec = parse_spec(_with(objectives=["ar", {"kind": "dlm", "dlm_variant": "seed"}]))
+    assert [o.kind for o in spec.objectives] == ["ar", "dlm"]
+    assert spec.objectives[1].dlm_variant == "seed"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"models": ["tiny", "xxl"]}, "models[1]: unknown preset 'xxl'"),
+        ({"epochs": [1, -2]}, "epochs[1]: must be > 0"),
+        ({"epochs": None, "total_tokens": 10_000}, None),
+        ({"total_tokens": 10_000}, "give exactly one epoch design"),
+        ({"epochs": None}, "give exactly one epoch design, got none"),
+        ({"epochs": None, "compute_flops": {"xs": 1e12}}, "compute_flops.xs: not one of models"),
+        ({"objectives": ["ar", "gpt"]}, "objectives[1].kind"),
+        ({"optim": {"lr": -1}}, "optim.lr"),
+        ({"budgets": {"sizes": [1000], "bogus": 1}}, "budgets.bogus"),
+        ({"surprise": True}, "surprise: Extra inputs are not permitted"),
+        ({"resources": {"per_model": {"m": {"gpus": 1}}}}, "resources.per_model.m"),
+        ({"name": "has space"}, "name:"),
+    ],
+)
+def test_errors_name_the_field(changes: dict, message: str | None) -> None:
+    if message is None:
+        assert parse_spec(_with(**changes)).total_tokens == 10_000
+        return
+    with pytest.raises(StudySpecError) as err:
+        parse_spec(_with(**changes))
+    assert message in str(err.value)
+
+
+def test_load_spec_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_with(models=["xxl"])))
+    with pytest.raises(StudySpecError, match=r"study\.yaml:\nmodels\[0\]: unknown preset 'xxl'"):
+        load_spec(path)
+
+
+def test_unknown_preset_lists_the_choices() -> None:
+    with pytest.raises(StudySpecError, match="choose from .*'demo'"):
+        load_preset("nope")
+
+
+def test_spec_is_frozen() -> None:
+    spec = parse_spec(BASE)
+    with pytest.raises(ValueError):
+        spec.name = "other"  # type: ignore[misc]

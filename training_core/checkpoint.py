@@ -1,0 +1,98 @@
+"""Checkpoints as safetensors (model, optimizer moments, RNG) plus a JSON of trainer scalars.
+
+Nothing is ever unpickled: safetensors holds only raw tensors and JSON only plain values, so
+loading a checkpoint from an untrusted run directory cannot execute code.
+The checkpoint directory is replaced atomically: written to ``ckpt.tmp`` then swapped in, so a
+crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+CKPT_DIR = "ckpt"
+_MODEL, _OPTIM, _STATE = "model.safetensors", "optim.safetensors", "state.json"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose state_dict has the plain parameter names (strips torch.compile)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Flatten per-parameter state to ``"<param index>.<key>"`` (index over all groups in order)."""
+    flat: dict[str, torch.Tensor] = {}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for idx, p in enumerate(params):
+        for key, value in optimizer.state.get(p, {}).items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            flat[f"{idx}.{key}"] = tensor.detach().to("cpu").contiguous().clone()
+    return flat
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for name, tensor in flat.items():
+        idx, key = name.split(".", 1)
+        p = params[int(idx)]
+        # AdamW keeps `step` as a CPU scalar unless capturable/fused; moments go to the param.
+        device = p.device if tensor.dim() > 0 else tensor.device
+        optimizer.state[p][key] = tensor.to(device)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> Path:
+    """Write model, optimizer and ``state`` (JSON-able scalars) to ``run_dir/ckpt``."""
+    final = run_dir / CKPT_DIR
+    tmp = run_dir / f"{CKPT_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # save_model handles tied weights (one storage, two names) that save_file rejects.
+    save_model(unwrap(model), str(tmp / _MODEL))
+    extra = _optimizer_tensors(optimizer)
+    extra["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        extra["rng.cuda"] = torch.cuda.get_rng_state()
+    save_file(extra, str(tmp / _OPTIM))
+    (tmp / _STATE).write_text(json.dumps(state, indent=2, sort_keys=True))
+    old = run_dir / f"{CKPT_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The latest complete checkpoint dir (falls back to ``ckpt.old`` after a crash mid-swap)."""
+    for name in (CKPT_DIR, f"{CKPT_DIR}.old"):
+        path = run_dir / name
+        if (path / _STATE).exists():
+            return path
+    return None
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore model and optimizer in place; returns the JSON state saved with them."""
+    device = next(unwrap(model).parameters()).device
+    load_model(unwrap(model), str(path / _MODEL), device=str(device))
+    extra = load_file(str(path / _OPTIM))
+    rng_cpu, rng_cuda = extra.pop("rng.cpu"), extra.pop("rng.cuda", None)
+    _load_optimizer(optimizer, extra)
+    torch.set_rng_state(rng_cpu)
+    if rng_cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng_cuda)
+    return json.loads((path / _STATE).read_text())

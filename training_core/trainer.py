@@ -1,0 +1,383 @@
+"""``train_run``: one training loop for both objectives, with evals, checkpoints and exact resume.
+
+The loop never asks which objective it runs: the objective object computes the loss and says
+whether attention is causal; data order, batch, schedule, optimizer and evals are identical for
+AR and DLM (the matched comparison the study rests on).
+
+Determinism: the batch of step s is a function of (seed, s) (``data.TrainSchedule``), the
+objective's noise generator is re-seeded from (seed, s) before every step, and the learning rate
+is a function of s. A checkpoint at step s therefore only needs model and optimizer tensors to
+resume exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training_core import run_io
+from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from training_core.config import RunConfig
+from training_core.data import TokenWindows, TrainSchedule
+from training_core.evaluation import EvalData, eval_due, evaluate, load_eval_data
+from training_core.flops import flops_per_token, param_counts
+from training_core.model import Transformer
+from training_core.objectives import build_objective
+from training_core.run_io import RunResult
+from training_core.schedule import lr_at
+
+ProgressFn = Callable[[dict[str, Any]], None]
+_STATE_KEYS = ("step", "samples", "flops", "train_wall_s", "wall_s", "nonfinite")
+_METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
+
+
+class StopRun(Exception):
+    """Raise from ``on_progress`` to stop a run early: it checkpoints and re-raises, leaving no
+    result.json, so calling ``train_run`` again resumes (a clean stand-in for a killed run)."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or gradient norm went non-finite more often than ``max_nonfinite`` allows."""
+
+
+@dataclass
+class _Progress:
+    """Trainer scalars that go into the checkpoint's state.json (all JSON-able)."""
+
+    step: int = 0  # optimizer steps done
+    samples: int = 0
+    flops: float = 0.0
+    train_wall_s: float = 0.0  # time in training steps only (evals excluded)
+    wall_s: float = 0.0  # all time (evals, checkpoints) up to the last checkpoint, all sessions
+    nonfinite: int = 0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _STATE_KEYS}
+
+
+@dataclass
+class _Run:
+    """Everything one run needs, built once by ``_setup``."""
+
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    model: torch.nn.Module
+    objective: Any
+    optimizer: torch.optim.AdamW
+    train: TokenWindows
+    sched: TrainSchedule
+    eval_data: EvalData
+    fpt: float  # training FLOPs per token
+    started_at: str
+    progress: _Progress = field(default_factory=_Progress)
+    last_ckpt_step: int = -1
+    session_t0: float = field(default_factory=time.perf_counter)
+    session_wall0: float = 0.0  # progress.wall_s when this session started
+
+    def wall_s(self) -> float:
+        return self.session_wall0 + time.perf_counter() - self.session_t0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        on = self.device.type == "cuda" and self.cfg.precision == "bf16"
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
+
+
+def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = None) -> RunResult:
+    """Train ``cfg`` in ``run_dir``: skip if completed, resume if checkpointed (docs/design.md)."""
+    run_dir = Path(run_dir)
+    _check_owner(cfg, run_dir)
+    done = run_io.read_result(run_dir)
+    if done is not None and done.completed:
+        return done
+    _claim_run_dir(cfg, run_dir)
+    started_at = run_io.now_iso()
+    run = None
+    try:
+        run = _setup(cfg, run_dir, started_at)
+        return _train(run, on_progress)
+    except StopRun:
+        raise
+    except NonFiniteLoss as err:
+        return _finish(run, cfg, run_dir, started_at, failure=str(err))
+    except Exception as err:
+        _finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}")
+        raise
+
+
+def _check_owner(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a run directory whose config.json belongs to a different run."""
+    path = run_dir / run_io.CONFIG_FILE
+    if path.exists():
+        other = RunConfig.model_validate(run_io.read_json(path))
+        if other.run_id != cfg.run_id:
+            raise ValueError(f"run_dir: {run_dir} holds run {other.run_id}, not {cfg.run_id}")
+
+
+def _claim_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+    """Write config.json; drop the result.json of a failed attempt (it is retried)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / run_io.CONFIG_FILE
+    (run_dir / run_io.RESULT_FILE).unlink(missing_ok=True)
+    run_io.write_json(path, cfg.model_dump(mode="json"))
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: 'cuda' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = _resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # the model's initial weights
+    model = Transformer(cfg.model).to(device)
+    objective = build_objective(cfg.objective, cfg.mask_id)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms: decay would fight the gain
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        eps=cfg.optim.eps,
+    )
+    train = TokenWindows(cfg.data.train_files, cfg.data.token_dtype, cfg.model.seq_len)
+    sched = TrainSchedule(len(train), cfg.epochs, cfg.optim.batch_size, cfg.seed)
+    run = _Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        model=model,
+        objective=objective,
+        optimizer=optimizer,
+        train=train,
+        sched=sched,
+        eval_data=load_eval_data(cfg),
+        fpt=float(flops_per_token(cfg.model, causal=objective.causal)),
+        started_at=started_at,
+    )
+    _maybe_resume(run)
+    if cfg.compile:
+        run.model = torch.compile(model)
+    return run
+
+
+def _maybe_resume(run: _Run) -> None:
+    ckpt = find_checkpoint(run.run_dir)
+    if ckpt is None:
+        return
+    state = load_checkpoint(ckpt, run.model, run.optimizer)
+    p = run.progress
+    for key in _STATE_KEYS:
+        setattr(p, key, state[key])
+    # Rows written after the checkpoint belong to steps that will be redone.
+    p.metrics = [
+        r for r in run_io.read_rows(run.run_dir / run_io.METRICS_FILE) if r["step"] <= p.step
+    ]
+    p.evals = [r for r in run_io.read_rows(run.run_dir / run_io.EVALS_FILE) if r["step"] <= p.step]
+    run.last_ckpt_step = p.step
+    run.session_wall0 = p.wall_s
+
+
+def _train(run: _Run, on_progress: ProgressFn | None) -> RunResult:
+    p, cfg = run.progress, run.cfg
+    run.model.train()
+    if p.step == 0 and cfg.eval.at_start and not p.evals:
+        _eval(run)
+    while p.step < run.sched.total_steps:
+        _train_step(run)
+        evaluated = eval_due(p.step - 1, run.sched, cfg.eval)
+        if evaluated:
+            _eval(run)
+        every = cfg.checkpoint_every_steps
+        if evaluated or (every is not None and p.step % every == 0):
+            _checkpoint(run)
+        elif p.step % _METRICS_FLUSH_EVERY == 0:
+            _flush(run)
+        if on_progress is not None:
+            try:
+                on_progress(_progress_event(run))
+            except StopRun:
+                _checkpoint(run)
+                raise
+    _flush(run)
+    return _finish(run, cfg, run.run_dir, run.started_at, failure=None)
+
+
+def _train_step(run: _Run) -> None:
+    """One optimizer step over ``batch_size`` sequences in ``grad_accum`` micro-batches."""
+    p, cfg = run.progress, run.cfg
+    t0 = time.perf_counter()
+    step = p.step
+    lr = lr_at(step, run.sched.total_steps, cfg.optim)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
+    gen = torch.Generator(device=run.device)
+    gen.manual_seed(cfg.seed * 1_000_003 + step)  # objective noise: a function of (seed, step)
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
+        if len(micro) == 0:
+            continue
+        with run.autocast():
+            loss, _stats = run.objective.loss(
+                run.model, micro.to(run.device, non_blocking=True), gen
+            )
+        weight = len(micro) / len(tokens)  # mean over sequences of the whole step
+        (loss * weight).backward()
+        loss_sum += loss.detach() * weight
+    grad_norm = _clip(run)
+    train_loss = float(loss_sum)
+    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+        run.optimizer.zero_grad(set_to_none=True)
+        p.nonfinite += 1
+        if p.nonfinite > cfg.max_nonfinite:
+            raise NonFiniteLoss(
+                f"non-finite train loss {train_loss} / grad norm {grad_norm} at step {step + 1}"
+            )
+    else:
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    n_tokens = tokens.numel()
+    dt = time.perf_counter() - t0
+    p.step, p.samples = step + 1, run.sched.samples_after(step)
+    p.flops += run.fpt * n_tokens
+    p.train_wall_s += dt
+    p.metrics.append(
+        {
+            "run_id": cfg.run_id,
+            "step": p.step,
+            "tokens_seen": p.samples * cfg.model.seq_len,
+            "epoch": p.samples / run.sched.n_windows,
+            "train_loss": train_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_per_s": n_tokens / dt if dt > 0 else None,
+        }
+    )
+
+
+def _clip(run: _Run) -> float:
+    params = [q for q in run.model.parameters() if q.grad is not None]
+    clip = run.cfg.optim.grad_clip
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
+    return float(norm)
+
+
+def _eval(run: _Run) -> None:
+    p, cfg = run.progress, run.cfg
+    out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
+    row = {
+        "run_id": cfg.run_id,
+        "step": p.step,
+        "tokens_seen": p.samples * cfg.model.seq_len,
+        "epoch": p.samples / run.sched.n_windows,
+        "flops": p.flops,
+        **{k: _finite_or_none(v) for k, v in out.items()},
+    }
+    p.evals.append(row)
+    _flush(run)
+
+
+def _flush(run: _Run) -> None:
+    run_io.write_rows(
+        run.run_dir / run_io.METRICS_FILE, run.progress.metrics, run_io.METRICS_SCHEMA
+    )
+    run_io.write_rows(run.run_dir / run_io.EVALS_FILE, run.progress.evals, run_io.EVALS_SCHEMA)
+
+
+def _checkpoint(run: _Run) -> None:
+    if run.last_ckpt_step == run.progress.step:
+        return
+    _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
+    run.progress.wall_s = run.wall_s()
+    save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
+    run.last_ckpt_step = run.progress.step
+
+
+def _progress_event(run: _Run) -> dict[str, Any]:
+    p = run.progress
+    last = p.metrics[-1]
+    return {
+        "run_id": run.cfg.run_id,
+        "step": p.step,
+        "total_steps": run.sched.total_steps,
+        "epoch": last["epoch"],
+        "train_loss": last["train_loss"],
+        "tokens_per_s": last["tokens_per_s"],
+    }
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _best(rows: list[dict[str, Any]], key: str, pick: Callable) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return pick(values) if values else None
+
+
+def _finish(
+    run: _Run | None, cfg: RunConfig, run_dir: Path, started_at: str, failure: str | None
+) -> RunResult:
+    """Write and return result.json; ``run`` is None when setup itself failed."""
+    counts = _safe_param_counts(cfg)
+    p = run.progress if run is not None else _Progress()
+    evals = p.evals
+    last_eval = evals[-1] if evals else {}
+    result = RunResult(
+        run_id=cfg.run_id,
+        status="failed" if failure else "completed",
+        failure_reason=failure,
+        objective=cfg.objective.kind,
+        model_name=cfg.model.name,
+        n_params=counts.get("total", 0),
+        n_params_nonembed=counts.get("non_embedding", 0),
+        n_params_active=counts.get("active", 0),
+        flops_per_token=run.fpt if run is not None else 0.0,
+        unique_tokens=cfg.data.unique_tokens,
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+        budget_id=cfg.data.budget_id,
+        steps=p.step,
+        tokens_seen=p.samples * cfg.model.seq_len,
+        total_flops=p.flops,
+        final_val_loss=last_eval.get("val_loss"),
+        best_val_loss=_best(evals, "val_loss", min),
+        final_mc_acc=last_eval.get("mc_acc"),
+        best_mc_acc=_best(evals, "mc_acc", max),
+        wall_s=run.wall_s() if run is not None else 0.0,
+        tokens_per_s=p.samples * cfg.model.seq_len / p.train_wall_s if p.train_wall_s else 0.0,
+        started_at=started_at,
+        finished_at=run_io.now_iso(),
+        code_version=run_io.code_version(),
+    )
+    if run is not None:
+        _flush(run)
+    run_io.write_result(run_dir, result)
+    return result
+
+
+def _safe_param_counts(cfg: RunConfig) -> dict[str, int]:
+    try:
+        return dict(param_counts(cfg.model))
+    except Exception:  # a failure report must not fail on the config that broke the run
+        return {}
