@@ -179,6 +179,7 @@ class ResultsStore:
 
     def __init__(self, db_path: str | Path) -> None:
         self.db_path = Path(db_path)
+        self._schema_ready = False
 
     def __enter__(self) -> ResultsStore:
         self.ensure_schema()
@@ -199,6 +200,9 @@ class ResultsStore:
             con.close()
 
     def ensure_schema(self) -> None:
+        """Create missing tables and (re)create the views; once per store object."""
+        if self._schema_ready and self.db_path.exists():
+            return
         with self._connect() as con:
             con.execute(create_table_sql("runs", RUN_BASE_COLUMNS))
             con.execute(create_table_sql("metrics", METRIC_COLUMNS))
@@ -206,6 +210,7 @@ class ResultsStore:
             con.execute(create_table_sql("budgets", BUDGET_BASE_COLUMNS))
             for sql in VIEWS_SQL:
                 con.execute(sql)
+        self._schema_ready = True
 
     def _ingest_one(self, con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestStats:
         row, run_id = _run_record(run_dir)

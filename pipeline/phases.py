@@ -65,10 +65,17 @@ def _reader_steps(source: SourceSpec, seed: int) -> list:
         ]
     path = Path(source.path)
     folder, pattern = (path, source.glob) if path.is_dir() else (path.parent, path.name)
-    reader_cls = JsonlReader if source.kind == "jsonl" else ParquetReader
-    if pattern is None:
-        pattern = "**/*.jsonl*" if source.kind == "jsonl" else "**/*.parquet"
-    reader = reader_cls(str(folder), glob_pattern=pattern, text_key=source.text_key)
+    if source.kind == "jsonl":
+        reader = JsonlReader(
+            str(folder), glob_pattern=pattern or "**/*.jsonl*", text_key=source.text_key
+        )
+    else:  # only the text column: other columns could be large or not JSON-serialisable
+        reader = ParquetReader(
+            str(folder),
+            glob_pattern=pattern or "**/*.parquet",
+            text_key=source.text_key,
+            read_metadata=False,
+        )
     return [reader, SourceCap(max_docs=source.max_files, max_bytes=source.max_bytes)]
 
 

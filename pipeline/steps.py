@@ -158,7 +158,10 @@ class TextQualityFilter(PipelineStep):
             if reason is not None:
                 self.stat_update(f"dropped_{reason}")
                 continue
-            doc.metadata["text_sha256"] = text_sha256(doc.text)
+            # Keep only what later steps need: a record's own fields (numpy arrays, timestamps)
+            # need not survive the JSONL hand-off between datatrove runs.
+            path = doc.metadata.get("path") or doc.metadata.get("file_path")
+            doc.metadata = {"path": str(path), "text_sha256": text_sha256(doc.text)}
             self.stat_update("kept")
             yield doc
 

@@ -37,13 +37,13 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tens
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    """Rebuild a state_dict and let the optimizer place each tensor (it knows fused/capturable)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
     for name, tensor in flat.items():
         idx, key = name.split(".", 1)
-        p = params[int(idx)]
-        # AdamW keeps `step` as a CPU scalar unless capturable/fused; moments go to the param.
-        device = p.device if tensor.dim() > 0 else tensor.device
-        optimizer.state[p][key] = tensor.to(device)
+        state.setdefault(int(idx), {})[key] = tensor
+    groups = optimizer.state_dict()["param_groups"]  # hyperparameters come from the config
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_checkpoint(

@@ -83,6 +83,12 @@ def epoch_permutation(seed: int, epoch: int, n_windows: int) -> np.ndarray:
     return rng.permutation(n_windows)
 
 
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from several ints (e.g. run seed, stream tag, step) without collisions
+    between (seed, step) pairs, for ``torch.Generator.manual_seed``."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
 class TrainSchedule:
     """Which windows each optimizer step trains on, for an exact (possibly fractional) epoch count.
 

@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 
 from training_core.config import EvalConfig, RunConfig
-from training_core.data import TokenWindows, TrainSchedule
+from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.objectives import ar_nll, dlm_elbo
 from training_core.scoring import mc_accuracy
 
-_EVAL_SEED_SALT = 0xE7A1
+_VAL_NOISE, _MC_NOISE = 2, 3  # derived_seed stream tags (training uses 1)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def evaluate(
                     model, cfg, causal, data.val, device, gen
                 )
             if data.mc_items:
-                gen.manual_seed(cfg.seed * 1_000_003 + _EVAL_SEED_SALT + 1)
+                gen.manual_seed(derived_seed(cfg.seed, _MC_NOISE))
                 mc = mc_accuracy(
                     model,
                     data.mc_items,
@@ -136,7 +136,7 @@ def _val_loss(
     device: torch.device,
     gen: torch.Generator,
 ) -> tuple[float, float]:
-    gen.manual_seed(cfg.seed * 1_000_003 + _EVAL_SEED_SALT)
+    gen.manual_seed(derived_seed(cfg.seed, _VAL_NOISE))
     tokens = val.to(device)
     if causal:
         mean, se = ar_nll(model, tokens, batch_size=cfg.eval.val_batch_size)

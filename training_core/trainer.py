@@ -25,7 +25,7 @@ import torch
 from training_core import run_io
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
-from training_core.data import TokenWindows, TrainSchedule
+from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.evaluation import EvalData, eval_due, evaluate, load_eval_data
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
@@ -36,6 +36,7 @@ from training_core.schedule import lr_at
 ProgressFn = Callable[[dict[str, Any]], None]
 _STATE_KEYS = ("step", "samples", "flops", "train_wall_s", "wall_s", "nonfinite")
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
+_TRAIN_NOISE = 1  # stream tag for derived_seed; evaluation uses its own tags
 
 
 class StopRun(Exception):
@@ -144,7 +145,8 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
         torch.set_num_threads(cfg.threads)
     device = _resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the model's initial weights
-    model = Transformer(cfg.model).to(device)
+    with torch.device(device):  # initialise in place: no CPU copy of a large model
+        model = Transformer(cfg.model)
     objective = build_objective(cfg.objective, cfg.mask_id)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms: decay would fight the gain
@@ -156,6 +158,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
         eps=cfg.optim.eps,
+        fused=device.type == "cuda",  # one kernel for all params on the GPU
     )
     train = TokenWindows(cfg.data.train_files, cfg.data.token_dtype, cfg.model.seq_len)
     sched = TrainSchedule(len(train), cfg.epochs, cfg.optim.batch_size, cfg.seed)
@@ -229,8 +232,10 @@ def _train_step(run: _Run) -> None:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
+    if run.device.type == "cuda":
+        tokens = tokens.pin_memory()  # lets the copies below overlap with compute
     gen = torch.Generator(device=run.device)
-    gen.manual_seed(cfg.seed * 1_000_003 + step)  # objective noise: a function of (seed, step)
+    gen.manual_seed(derived_seed(cfg.seed, _TRAIN_NOISE, step))  # objective noise: (seed, step)
     loss_sum = torch.zeros((), device=run.device)
     for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
         if len(micro) == 0:

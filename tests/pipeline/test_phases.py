@@ -35,7 +35,8 @@ def test_parquet_directory(tmp_path):
     folder = tmp_path / "pq"
     folder.mkdir()
     texts = make_texts(60, seed=12)
-    pq.write_table(pa.table({"text": texts[:30]}), folder / "a.parquet")
+    tags = [[i, i + 1] for i in range(30)]  # a list column the pipeline must not choke on
+    pq.write_table(pa.table({"text": texts[:30], "tags": tags}), folder / "a.parquet")
     pq.write_table(pa.table({"text": texts[30:]}), folder / "b.parquet")
     spec = BudgetSpec(source={"kind": "parquet", "path": str(folder)}, **_SMALL)
     manifests = build_budgets(spec, root=tmp_path / "out")
