@@ -75,8 +75,8 @@ def _flops_at(points: pd.DataFrame, epoch: float) -> float:
     known = points[np.isfinite(points["flops"]) & (points["flops"] > 0) & (points["epoch"] > 0)]
     if known.empty or not math.isfinite(epoch):
         return math.nan
-    known = known.sort_values("epoch")
-    # Compute is linear in tokens: interpolate log-flops in log-epoch (exact for C = c * epoch).
+    # Compute is linear in tokens seen, so C = (FLOPs per epoch) * epoch; the median ratio is
+    # robust to a stray evaluation row.
     slope = np.median(known["flops"] / known["epoch"])
     return float(slope * epoch)
 

@@ -273,20 +273,19 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
             "analyse. Run the sweep, ingest, and build the report again.</p>",
         )
         return _page(title, body, with_js=False)
-    problems = "".join(f"<li>{html.escape(p)}</li>" for p in analysis.problems)
-    status = analysis.runs["status"].value_counts().to_dict()
+    notes = "".join(f"<li>{html.escape(p)}</li>" for p in analysis.notes)
+    status = ", ".join(f"{k} {v}" for k, v in analysis.runs["status"].value_counts().items())
+    excluded = analysis.excluded
     n_excl = (
-        int(analysis.excluded[["from_failed_run", "nonfinite"]].to_numpy().sum())
-        if not analysis.excluded.empty
-        else 0
-    )
-    overview = (
-        f"<p>Runs: {html.escape(str(status))}. Evaluations excluded from analysis "
-        f"(failed runs or non-finite loss): {n_excl}.</p>"
-        + (f"<ul class='problems'>{problems}</ul>" if problems else "")
+        int(excluded[["from_failed_run", "nonfinite"]].to_numpy().sum()) if len(excluded) else 0
     )
     div = analysis.divergence
     flagged = div[div["flagged"]] if not div.empty else div
+    overview = (
+        f"<p>Runs: {html.escape(status)}. Evaluations excluded from analysis (failed runs or "
+        f"non-finite loss): {n_excl}. Runs whose validation loss rises while accuracy still "
+        f"improves: {len(flagged)}.</p>" + (f"<ul class='notes'>{notes}</ul>" if notes else "")
+    )
     parts = [
         _section("overview", "Overview", overview),
         _section(
@@ -395,7 +394,7 @@ def write_report(
     studies = analysis.runs["study"].dropna().unique() if not analysis.empty else []
     title = f"AR vs DLM crossover report: {', '.join(map(str, studies)) or store.db_path.stem}"
     if png and "curves-val_loss" in figs:
-        analysis.problems.append(export_png(figs["curves-val_loss"], out / "crossover.png"))
+        analysis.notes.append(export_png(figs["curves-val_loss"], out / "crossover.png"))
     path = out / "report.html"
     path.write_text(render_html(analysis, figs, title), encoding="utf-8")
     return path

@@ -97,10 +97,11 @@ def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]
     return {name: typ for name, typ in rows}
 
 
-def _widen_schema(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> dict:
+def _widen_schema(
+    con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any], existing: dict[str, str]
+) -> dict:
     """Add columns this row brings; widen BIGINT->DOUBLE->VARCHAR on conflicts. Returns the row
-    with values coerced to the (possibly widened) column types."""
-    existing = _table_columns(con, table)
+    with values coerced to the (possibly widened) column types; ``existing`` is kept current."""
     out: dict[str, Any] = {}
     for col, raw in row.items():
         value = _to_sql_value(raw)
@@ -125,8 +126,10 @@ def _widen_schema(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any
     return out
 
 
-def _insert_row(con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
-    row = _widen_schema(con, table, row)
+def _insert_row(
+    con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any], existing: dict[str, str]
+) -> None:
+    row = _widen_schema(con, table, row, existing)
     cols = ", ".join(f'"{c}"' for c in row)
     marks = ", ".join("?" for _ in row)
     con.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
@@ -212,29 +215,43 @@ class ResultsStore:
                 con.execute(sql)
         self._schema_ready = True
 
-    def _ingest_one(self, con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestStats:
-        row, run_id = _run_record(run_dir)
-        metrics = _read_table(run_dir / "metrics.parquet", METRIC_COLUMNS, run_id, "step")
-        evals = _read_table(run_dir / "evals.parquet", EVAL_COLUMNS, run_id, "step")
+    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, run_dirs: list[Path]) -> IngestStats:
+        """Replace the rows of these runs in one transaction. Files are read first, so a bad
+        file fails the call before anything is deleted; a run id met twice keeps its last dir."""
+        records: dict[str, dict[str, Any]] = {}
+        metrics, evals = [], []
+        for run_dir in run_dirs:
+            row, run_id = _run_record(run_dir)
+            records[run_id] = row
+            metrics.append(_read_table(run_dir / "metrics.parquet", METRIC_COLUMNS, run_id, "step"))
+            evals.append(_read_table(run_dir / "evals.parquet", EVAL_COLUMNS, run_id, "step"))
+        # Dedupe across the batch too (last wins): INSERT OR REPLACE would keep the first.
+        metric_rows = pd.concat(metrics).drop_duplicates(["run_id", "step"], keep="last")
+        eval_rows = pd.concat(evals).drop_duplicates(["run_id", "step"], keep="last")
+        ids = pd.DataFrame({"run_id": list(records)})
         con.execute("BEGIN TRANSACTION")
         try:
+            con.register("batch_ids", ids)
             for table in ("runs", "metrics", "evals"):
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-            _insert_row(con, "runs", row)
-            con.register("metrics_batch", metrics)
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM batch_ids)")
+            existing = _table_columns(con, "runs")
+            for row in records.values():
+                _insert_row(con, "runs", row, existing)
+            con.register("metrics_batch", metric_rows)
             con.execute("INSERT INTO metrics BY NAME SELECT * FROM metrics_batch")
-            con.register("evals_batch", evals)
+            con.register("evals_batch", eval_rows)
             con.execute("INSERT INTO evals BY NAME SELECT * FROM evals_batch")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
-            for name in ("metrics_batch", "evals_batch"):
+            for name in ("batch_ids", "metrics_batch", "evals_batch"):
                 con.unregister(name)
-        loss = evals["val_loss"].to_numpy(dtype=float, na_value=np.nan)
-        nonfinite = int((~np.isfinite(loss)).sum())
-        return IngestStats(1, len(metrics), len(evals), nonfinite)
+        loss = eval_rows["val_loss"].to_numpy(dtype=float, na_value=np.nan)
+        return IngestStats(
+            len(records), len(metric_rows), len(eval_rows), int((~np.isfinite(loss)).sum())
+        )
 
     def ingest_run_dir(self, path: str | Path) -> IngestStats:
         """Replace one run's rows with what its directory holds now (one transaction)."""
@@ -243,24 +260,19 @@ class ResultsStore:
             raise FileNotFoundError(f"{run_dir} is not a run dir (no config.json or result.json)")
         self.ensure_schema()
         with self._connect() as con:
-            return self._ingest_one(con, run_dir)
+            return self._ingest_batch(con, [run_dir])
 
-    def ingest_runs_root(self, path: str | Path) -> IngestStats:
-        """Ingest every run dir below ``path`` (sorted, so reruns touch rows in the same order)."""
+    def ingest_runs_root(self, path: str | Path, batch_size: int = 256) -> IngestStats:
+        """Ingest every run dir below ``path``, ``batch_size`` runs per transaction (sorted, so
+        reruns touch rows in the same order)."""
         root = Path(path)
         self.ensure_schema()
-        run_dirs = sorted(
-            {
-                p.parent
-                for pat in ("config.json", "result.json")
-                for p in root.rglob(pat)
-                if is_run_dir(p.parent)
-            }
-        )
+        found = {p.parent for pat in ("config.json", "result.json") for p in root.rglob(pat)}
+        run_dirs = sorted(d for d in found if is_run_dir(d))
         total = IngestStats()
         with self._connect() as con:
-            for run_dir in run_dirs:
-                total = total + self._ingest_one(con, run_dir)
+            for lo in range(0, len(run_dirs), batch_size):
+                total = total + self._ingest_batch(con, run_dirs[lo : lo + batch_size])
         return total
 
     def ingest_manifest(self, path: str | Path) -> None:
@@ -279,7 +291,7 @@ class ResultsStore:
                     "DELETE FROM budgets WHERE budget_id = ? AND spec_hash IS NOT DISTINCT FROM ?",
                     [row["budget_id"], row["spec_hash"]],
                 )
-                _insert_row(con, "budgets", row)
+                _insert_row(con, "budgets", row, _table_columns(con, "budgets"))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -26,7 +26,7 @@ from analysis.store import ResultsStore
 
 @dataclass
 class StudyAnalysis:
-    """Everything derived from one store; ``problems`` says what could not be computed and why."""
+    """Everything derived from one store; ``notes`` says what could not be computed and why."""
 
     runs: pd.DataFrame
     evals: pd.DataFrame
@@ -36,7 +36,7 @@ class StudyAnalysis:
     critical_compute: list[PowerLawFit] = field(default_factory=list)
     law_crossovers: pd.DataFrame = field(default_factory=pd.DataFrame)
     divergence: pd.DataFrame = field(default_factory=pd.DataFrame)
-    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -74,10 +74,10 @@ def analyze_study(
         excluded=store.query("SELECT * FROM excluded_evals WHERE from_failed_run + nonfinite > 0"),
     )
     if result.empty:
-        result.problems.append("no runs ingested")
+        result.notes.append("no runs ingested")
         return result
     if result.evals.empty:
-        result.problems.append("no finite evaluations in any completed run")
+        result.notes.append("no finite evaluations in any completed run")
         return result
     _crossover_part(result, n_boot, seed)
     _law_part(result, n_boot, seed)
@@ -89,7 +89,7 @@ def _crossover_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
     try:
         result.crossovers = crossovers(result.evals, n_boot=n_boot, seed=seed)
     except AnalysisError as err:
-        result.problems.append(f"crossover: {err}")
+        result.notes.append(f"crossover: {err}")
         return
     for (model, metric), _ in result.crossovers.groupby(["model_name", "metric"]):
         try:
@@ -97,21 +97,21 @@ def _crossover_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
                 critical_compute_measured(result.crossovers, model, metric, seed=seed)
             )
         except AnalysisError as err:
-            result.problems.append(f"C_crit(U) {model} {metric}: {err}")
+            result.notes.append(f"C_crit(U) {model} {metric}: {err}")
 
 
 def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
     for objective in ("ar", "dlm"):
         points = law_points(result.evals, objective)
         if points.empty:
-            result.problems.append(f"law fit for {objective!r}: no runs of this objective")
+            result.notes.append(f"law fit for {objective!r}: no runs of this objective")
             continue
         try:
             result.law_fits[objective] = fit_data_constrained_law(
                 points, objective, n_boot=n_boot, seed=seed
             )
         except AnalysisError as err:
-            result.problems.append(str(err))
+            result.notes.append(str(err))
     if len(result.law_fits) < 2:
         return
     tables = []
@@ -126,7 +126,7 @@ def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
                 measured_max_epochs=float(np.nanmax(rows["epoch"])),
             )
         except AnalysisError as err:
-            result.problems.append(f"C_crit(U) from laws, N={n_params:.3g}: {err}")
+            result.notes.append(f"C_crit(U) from laws, N={n_params:.3g}: {err}")
             continue
         tables.append(table.assign(n_params=n_params))
         result.critical_compute.append(replace(fit, source=f"laws val_loss N={n_params:.3g}"))

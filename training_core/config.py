@@ -110,6 +110,15 @@ class DataConfig(BaseModel):
     unique_tokens: int = Field(ge=1, description="Exact train token count of the budget.")
     budget_id: str = ""
 
+    @classmethod
+    def from_manifest(cls, manifest: Any) -> DataConfig:
+        """From a ``pipeline.BudgetManifest`` (or its JSON dict): the fields share their names.
+
+        Duck-typed so training_core never imports pipeline/.
+        """
+        get = manifest.get if isinstance(manifest, dict) else lambda k: getattr(manifest, k)
+        return cls(**{name: get(name) for name in cls.model_fields})
+
 
 class RunConfig(BaseModel):
     """Everything a training run needs; see docs/design.md "training_core: train_run"."""

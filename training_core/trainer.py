@@ -161,6 +161,11 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
         fused=device.type == "cuda",  # one kernel for all params on the GPU
     )
     train = TokenWindows(cfg.data.train_files, cfg.data.token_dtype, cfg.model.seq_len)
+    if train.n_tokens != cfg.data.unique_tokens:  # stale config or wrong files: never guess
+        raise ValueError(
+            f"data.unique_tokens: config says {cfg.data.unique_tokens}, "
+            f"train_files hold {train.n_tokens} tokens"
+        )
     sched = TrainSchedule(len(train), cfg.epochs, cfg.optim.batch_size, cfg.seed)
     run = _Run(
         cfg=cfg,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,13 @@ def test_flatten_config_and_bad_dir(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a run dir"):
         ResultsStore(tmp_path / "r.duckdb").ingest_run_dir(tmp_path)
     assert isinstance(ResultsStore(tmp_path / "q.duckdb").query("SELECT 1 AS x"), pd.DataFrame)
+
+
+def test_every_sql_example_in_the_docs_runs(small_study: Path) -> None:
+    store = _ingested(small_study)
+    text = (Path(__file__).parents[2] / "docs" / "sql.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(queries) == 5
+    results = [store.query(q) for q in queries]
+    assert results[0].set_index("metric").loc["val_loss", "status"] == "crossover"
+    assert set(results[3]["run_id"]) == {"ar-failed", "dlm-nan"}

@@ -82,3 +82,22 @@ def test_frozen_and_yaml_round_trip(base: dict[str, Any], tmp_path: Path) -> Non
     again = RunConfig.from_yaml(path)
     assert again == cfg and again.run_id == cfg.run_id
     assert cfg.mask_id == VOCAB
+
+
+def test_data_config_from_manifest_dict(tmp_path: Path) -> None:
+    from training_core import DataConfig
+
+    manifest = {
+        "budget_id": "budget_1000",
+        "spec_hash": "abc",
+        "unique_tokens": 1000,
+        "token_dtype": "uint32",
+        "vocab_size": 300,
+        "train_files": ["/a/0.ds", "/a/1.ds"],
+        "val_files": ["/h/val.ds"],
+        "eval_mc_path": "/h/eval_mc.parquet",
+        "seed": 3,
+    }
+    data = DataConfig.from_manifest(manifest)
+    assert data.train_files == ("/a/0.ds", "/a/1.ds") and data.token_dtype == "uint32"
+    assert data.vocab_size == 300 and data.budget_id == "budget_1000"
