@@ -17,7 +17,7 @@ _EXPORTS = {
     "data_constrained_loss": "analysis.laws",
     "LawFit": "analysis.fits",
     "fit_data_constrained_law": "analysis.fits",
-    "fit_smooth_curve": "analysis.fits",
+    "fit_smooth_curve": "analysis.curves",
     "crossovers": "analysis.crossover",
     "locate_crossover": "analysis.crossover",
     "fit_power_law": "analysis.crossover",

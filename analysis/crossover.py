@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.curves import SmoothCurve, fit_smooth_curve
 from analysis.errors import AnalysisError
-from analysis.fits import LawFit, SmoothCurve, fit_smooth_curve
+from analysis.fits import LawFit
 from analysis.laws import LawParams, data_constrained_loss
 
 METRICS = {"val_loss": "lower", "mc_acc": "higher"}

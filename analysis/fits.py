@@ -1,23 +1,22 @@
-"""Fitting the data-constrained law per objective, and smooth metric-vs-epoch curves.
+"""Fitting the data-constrained law per objective (``analysis.laws``), with bootstrap intervals.
 
 Law fit, as in Hoffmann et al. / Muennighoff et al.: minimise the sum over points of
 Huber_delta(log L_pred - log L_obs), delta = 1e-3, with log L_pred = logsumexp of the three
 log-terms (a - alpha log N', b - beta log D', e); A = e^a, B = e^b, E = e^e. L-BFGS-B starts from
 the best points of a grid. Stage 1 fits (a, b, e, alpha, beta) on single-epoch points, where
-N' = N and D' = D; stage 2 fits R_D*, R_N* on all points with stage 1 frozen.
+N' = N and D' = D; stage 2 fits R_D*, R_N* on all points with stage 1 frozen. A study that
+never evaluated inside the first epoch gets one joint fit of all parameters instead (noted).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.interpolate import make_smoothing_spline
 from scipy.optimize import minimize
 
 from analysis.errors import AnalysisError
@@ -206,14 +205,73 @@ def _stage1_data(frame: pd.DataFrame, objective: str) -> _Stage1:
     )
 
 
+def _fit_joint(frame: pd.DataFrame, objective: str, x_prev=None) -> tuple[LawParams, np.ndarray]:
+    """Fallback when there are too few single-epoch points for stage 1: every parameter at
+    once on all points (same log-space Huber objective), R_N* only with several sizes."""
+    n, d, u = (frame[c].to_numpy(float) for c in ("n_params", "tokens", "unique_tokens"))
+    log_y = np.log(frame["loss"].to_numpy(float))
+    vary_n = len(np.unique(n)) > 1
+    names = ("a", "b", "e", "alpha", "beta", "rd", "rn") if vary_n else ("b", "e", "beta", "rd")
+    if len(frame) < len(names) + 2:
+        raise AnalysisError(
+            f"law fit for {objective!r}: {len(frame)} points, need at least "
+            f"{len(names) + 2} for a joint fit of {', '.join(names)}"
+        )
+
+    def params(x: NDArray[np.float64]) -> LawParams:
+        v = dict(zip(names, x, strict=True))
+        a, alpha = (v["a"], v["alpha"]) if vary_n else (-np.inf, 0.0)
+        return LawParams(
+            A=math.exp(a),
+            B=math.exp(v["b"]),
+            E=math.exp(v["e"]),
+            alpha=alpha,
+            beta=v["beta"],
+            rd_star=math.exp(v["rd"]),
+            rn_star=math.exp(v["rn"]) if vary_n else math.inf,
+        )
+
+    def loss(x: NDArray[np.float64]) -> float:
+        terms = log_terms(n, d, u, params(x))
+        top = terms.max(axis=0)
+        return float(huber(top + np.log(np.exp(terms - top).sum(axis=0)) - log_y).sum())
+
+    grid = {k: v[::2] for k, v in _GRID.items()} | {
+        "rd": np.log([1.0, 15.0, 200.0]),
+        "rn": np.log([1.0, 15.0]),
+    }
+    # A bootstrap replicate starts from the full-data optimum only: close by, and 4x cheaper.
+    if x_prev is not None:
+        starts = [x_prev]
+    else:
+        starts = sorted(itertools.product(*(grid[k] for k in names)), key=loss)[:3]
+    bounds = [_BOUNDS.get(k, _LOG_R_BOUNDS) for k in names]
+    best = min(
+        (
+            minimize(loss, np.array(x0), method="L-BFGS-B", bounds=bounds, options=_LBFGS)
+            for x0 in starts
+        ),
+        key=lambda r: r.fun,
+    )
+    fitted = params(best.x)
+    return (fitted if vary_n else fitted.with_(A=0.0, rn_star=math.nan)), best.x
+
+
 def _fit_once(frame: pd.DataFrame, objective: str, starts: int, x_prev=None) -> tuple:
-    """Stage 1 then stage 2. Stage 1 assumes N' = N, true only where N <= N_opt(U): after a
-    first pass, refit on those points when enough remain (else keep all, and say so)."""
-    stage = _stage1_data(frame, objective)
+    """Stage 1 then stage 2 -> (params, theta, n_stage1_points, method). Stage 1 assumes
+    N' = N, true only where N <= N_opt(U): after a first pass, refit on those points when
+    enough remain. Too few single-epoch points: one joint fit of all parameters instead."""
+    try:
+        stage = _stage1_data(frame, objective)
+    except AnalysisError as err:
+        if "single-epoch" not in str(err):
+            raise
+        params, theta = _fit_joint(frame, objective, x_prev)
+        return params, theta, 0, "joint"
     grid = _GRID if x_prev is None else {k: v[::2] for k, v in _GRID.items()}
     x0s = _best_starts(stage, starts, grid) + ([x_prev] if x_prev is not None else [])
     theta = _fit_stage1(stage, x0s)
-    base, refined = _stage1_params(stage, theta), False
+    base, method = _stage1_params(stage, theta), "two-stage"
     if stage.vary_n:
         within = frame[frame["n_params"] <= compute_optimal_params(frame["unique_tokens"], base)]
         try:
@@ -222,8 +280,10 @@ def _fit_once(frame: pd.DataFrame, objective: str, starts: int, x_prev=None) -> 
             inner = None
         if inner is not None and inner.vary_n and len(inner.log_y) < len(stage.log_y):
             theta = _fit_stage1(inner, [theta])
-            base, stage, refined = _stage1_params(inner, theta), inner, True
-    return _fit_stage2(frame, base), theta, len(stage.log_y), refined
+            base, stage = _stage1_params(inner, theta), inner
+        else:
+            method = "two-stage, stage 1 on all single-epoch points"
+    return _fit_stage2(frame, base), theta, len(stage.log_y), method
 
 
 def fit_data_constrained_law(
@@ -240,7 +300,7 @@ def fit_data_constrained_law(
     correlated), otherwise single points; intervals are the 2.5/97.5 percentiles.
     """
     frame = _prepare(points, objective)
-    params, theta, n_stage1, refined = _fit_once(frame, objective, n_starts)
+    params, theta, n_stage1, method = _fit_once(frame, objective, n_starts)
     pred = data_constrained_loss(
         frame["n_params"],
         frame["tokens"],
@@ -250,7 +310,12 @@ def fit_data_constrained_law(
     y = frame["loss"].to_numpy(float)
     r2 = 1.0 - float(((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-300))
     notes = []
-    if params.A > 0 and not refined:
+    if method == "joint":
+        notes.append(
+            "too few single-epoch points for the two-stage fit: joint fit of all "
+            "parameters (evaluate within the first epoch for the published procedure)"
+        )
+    elif params.A > 0 and method != "two-stage":
         notes.append("stage 1 used single-epoch points with N > N_opt(U) (too few others)")
     if params.A == 0:
         notes.append("one model size: A/N'^alpha folded into E; R_N* not identifiable")
@@ -282,79 +347,3 @@ def _bootstrap(frame: pd.DataFrame, objective: str, theta, n_boot: int, seed: in
             continue  # a resample without enough single-epoch points says nothing
         rows.append(params.as_dict())
     return pd.DataFrame(rows, columns=list(LawParams.__dataclass_fields__))
-
-
-# ---- smooth curves of a metric vs epochs, per (model, budget, objective) ----------------------
-
-
-@dataclass(frozen=True)
-class SmoothCurve:
-    """Smooth fit of y(epoch) in log-epoch: 'spline' (>= 5 distinct epochs) or 'linear'.
-
-    ``values`` may hold several columns (bootstrap replicates, shape (n_epochs, B)); then the
-    curve returns (len(epochs), B) and every column shares the smoothing penalty ``lam``.
-    """
-
-    epochs: NDArray[np.float64]
-    values: NDArray[np.float64]
-    kind: str
-    lam: float
-    _fn: Callable[[NDArray[np.float64]], NDArray[np.float64]] = field(repr=False)
-
-    @property
-    def epoch_range(self) -> tuple[float, float]:
-        return float(self.epochs.min()), float(self.epochs.max())
-
-    def __call__(self, epochs: NDArray[np.float64] | float) -> NDArray[np.float64]:
-        return self._fn(np.log(np.asarray(epochs, dtype=float)))
-
-
-_LAMBDAS = np.geomspace(1e-6, 1e3, 28)
-
-
-def gcv_lambda(log_x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
-    """Smoothing penalty by generalised cross-validation over a log grid.
-
-    The spline is linear in y for a fixed penalty: fitting the identity gives the hat matrix H
-    (n, n), and GCV = n |y - H y|^2 / (n - tr H)^2.
-    """
-    n = len(log_x)
-    eye = np.eye(n)
-    best_lam, best = float(_LAMBDAS[0]), math.inf
-    for lam in _LAMBDAS:
-        hat = make_smoothing_spline(log_x, eye, lam=lam)(log_x)  # (n, n)
-        resid = y - hat @ y
-        score = n * float(resid @ resid) / max(n - float(np.trace(hat)), 1e-9) ** 2
-        if score < best:
-            best_lam, best = float(lam), score
-    return best_lam
-
-
-def fit_smooth_curve(
-    epochs: NDArray[np.float64], values: NDArray[np.float64], lam: float | None = None
-) -> SmoothCurve:
-    """Average repeated epochs, then a smoothing spline in log-epoch (GCV penalty unless
-    ``lam`` is given), or linear interpolation with fewer than 5 distinct epochs."""
-    x_raw = np.asarray(epochs, float)
-    y_raw = np.asarray(values, float).reshape(len(x_raw), -1)  # (n_points, B)
-    keep = np.isfinite(x_raw) & (x_raw > 0) & np.isfinite(y_raw).all(axis=1)
-    frame = pd.DataFrame(y_raw[keep]).assign(x=x_raw[keep])
-    agg = frame.groupby("x").mean().sort_index()
-    x, y = agg.index.to_numpy(float), agg.to_numpy(float)  # y: (n_epochs, B)
-    if len(x) < 2:
-        raise AnalysisError(
-            f"smooth curve needs >= 2 distinct epochs with finite values, got {len(x)}"
-        )
-    lx = np.log(x)
-    squeeze = np.ndim(values) == 1
-    y_out = y[:, 0] if squeeze else y
-    if len(x) >= 5:
-        lam = gcv_lambda(lx, y[:, 0]) if lam is None else lam
-        spline = make_smoothing_spline(lx, y_out, lam=lam)
-        return SmoothCurve(x, y_out, "spline", lam, spline)
-    if squeeze:
-        return SmoothCurve(x, y_out, "linear", 0.0, lambda t: np.interp(t, lx, y_out))
-    cols = y.T
-    return SmoothCurve(
-        x, y_out, "linear", 0.0, lambda t: np.stack([np.interp(t, lx, c) for c in cols], axis=-1)
-    )

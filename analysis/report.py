@@ -19,7 +19,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from analysis.crossover import METRICS, OBJECTIVES, curve_points
-from analysis.fits import LawFit, fit_smooth_curve
+from analysis.curves import fit_smooth_curve
+from analysis.fits import LawFit
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
 
@@ -383,7 +384,7 @@ def export_png(fig: go.Figure, path: Path) -> str:
 
 
 def write_report(
-    db: str | Path | ResultsStore, out_dir: str | Path, *, n_boot: int = 200, png: bool = True
+    db: str | Path | ResultsStore, out_dir: str | Path, *, n_boot: int = 100, png: bool = True
 ) -> Path:
     """Analyse the store and write ``out_dir/report.html`` (plus ``crossover.png`` if possible)."""
     store = db if isinstance(db, ResultsStore) else ResultsStore(db)

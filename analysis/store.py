@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from analysis.schema import (
@@ -135,19 +134,40 @@ def _insert_row(
     con.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
 
 
-def _read_table(path: Path, columns: dict[str, str], run_id: str, key: str) -> pd.DataFrame:
-    """Read a per-run parquet file into the contract columns, deduped on ``key`` (last wins)."""
-    if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    frame = pd.read_parquet(path)
-    frame["run_id"] = run_id
-    frame = frame.reindex(columns=list(columns))
-    for col, typ in columns.items():
-        if typ == "DOUBLE":
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-        elif typ == "BIGINT":
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    return frame.drop_duplicates(subset=["run_id", key], keep="last")
+def _insert_parquet(
+    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], files: pd.DataFrame
+) -> None:
+    """Insert per-run parquet files into ``table`` with DuckDB's own reader.
+
+    ``files`` has (path, run_id, file_idx). The run id comes from the run dir, not the file;
+    columns a file lacks become NULL; rows are deduped on (run_id, step), the last row of the
+    last file winning.
+    """
+    paths = files["path"].tolist()
+    con.register("batch_files", files)
+    present = {
+        row[0]
+        for row in con.execute(
+            "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [paths]
+        ).fetchall()
+    }
+    select = ", ".join(
+        f'TRY_CAST(p."{col}" AS {typ}) AS "{col}"' if col in present else f'NULL::{typ} AS "{col}"'
+        for col, typ in columns.items()
+        if col != "run_id"
+    )
+    con.execute(
+        f"""INSERT INTO {table} BY NAME
+        SELECT * EXCLUDE (rk) FROM (
+            SELECT f.run_id, {select},
+                   row_number() OVER (PARTITION BY f.run_id, TRY_CAST(p.step AS BIGINT)
+                                      ORDER BY f.file_idx DESC, p.file_row_number DESC) AS rk
+            FROM read_parquet(?, union_by_name=true, filename=true, file_row_number=true) p
+            JOIN batch_files f ON p.filename = f.path
+        ) WHERE rk = 1""",
+        [paths],
+    )
+    con.unregister("batch_files")
 
 
 def _run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
@@ -216,18 +236,17 @@ class ResultsStore:
         self._schema_ready = True
 
     def _ingest_batch(self, con: duckdb.DuckDBPyConnection, run_dirs: list[Path]) -> IngestStats:
-        """Replace the rows of these runs in one transaction. Files are read first, so a bad
-        file fails the call before anything is deleted; a run id met twice keeps its last dir."""
+        """Replace the rows of these runs in one transaction; a run id met twice keeps its last
+        dir. JSON files are parsed before anything is deleted."""
         records: dict[str, dict[str, Any]] = {}
-        metrics, evals = [], []
-        for run_dir in run_dirs:
+        files: dict[str, list[tuple[str, str, int]]] = {"metrics": [], "evals": []}
+        for idx, run_dir in enumerate(run_dirs):
             row, run_id = _run_record(run_dir)
             records[run_id] = row
-            metrics.append(_read_table(run_dir / "metrics.parquet", METRIC_COLUMNS, run_id, "step"))
-            evals.append(_read_table(run_dir / "evals.parquet", EVAL_COLUMNS, run_id, "step"))
-        # Dedupe across the batch too (last wins): INSERT OR REPLACE would keep the first.
-        metric_rows = pd.concat(metrics).drop_duplicates(["run_id", "step"], keep="last")
-        eval_rows = pd.concat(evals).drop_duplicates(["run_id", "step"], keep="last")
+            for table in files:
+                path = run_dir / f"{table}.parquet"
+                if path.exists():
+                    files[table].append((str(path), run_id, idx))
         ids = pd.DataFrame({"run_id": list(records)})
         con.execute("BEGIN TRANSACTION")
         try:
@@ -237,21 +256,26 @@ class ResultsStore:
             existing = _table_columns(con, "runs")
             for row in records.values():
                 _insert_row(con, "runs", row, existing)
-            con.register("metrics_batch", metric_rows)
-            con.execute("INSERT INTO metrics BY NAME SELECT * FROM metrics_batch")
-            con.register("evals_batch", eval_rows)
-            con.execute("INSERT INTO evals BY NAME SELECT * FROM evals_batch")
+            for table, columns in (("metrics", METRIC_COLUMNS), ("evals", EVAL_COLUMNS)):
+                # Keep only each run id's last dir (same rule as ``records``).
+                frame = pd.DataFrame(files[table], columns=["path", "run_id", "file_idx"])
+                frame = frame.drop_duplicates("run_id", keep="last")
+                if len(frame):
+                    _insert_parquet(con, table, columns, frame)
+            n_metrics, n_evals, n_bad = con.execute(
+                """SELECT (SELECT count(*) FROM metrics
+                           WHERE run_id IN (SELECT run_id FROM batch_ids)),
+                          count(*),
+                          count(*) FILTER (WHERE val_loss IS NULL OR NOT isfinite(val_loss))
+                   FROM evals WHERE run_id IN (SELECT run_id FROM batch_ids)"""
+            ).fetchone()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
-            for name in ("batch_ids", "metrics_batch", "evals_batch"):
-                con.unregister(name)
-        loss = eval_rows["val_loss"].to_numpy(dtype=float, na_value=np.nan)
-        return IngestStats(
-            len(records), len(metric_rows), len(eval_rows), int((~np.isfinite(loss)).sum())
-        )
+            con.unregister("batch_ids")
+        return IngestStats(len(records), int(n_metrics), int(n_evals), int(n_bad))
 
     def ingest_run_dir(self, path: str | Path) -> IngestStats:
         """Replace one run's rows with what its directory holds now (one transaction)."""

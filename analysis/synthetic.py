@@ -48,7 +48,8 @@ class SyntheticStudySpec:
 
 def accuracy_from_loss(loss: np.ndarray, center: float, scale: float) -> np.ndarray:
     """Four-way multiple choice: 0.25 at high loss, rising to 0.85 as loss falls below center."""
-    return 0.25 + 0.6 / (1.0 + np.exp((loss - center) / scale))
+    z = np.clip((loss - center) / scale, -50.0, 50.0)  # avoid exp overflow far from center
+    return 0.25 + 0.6 / (1.0 + np.exp(z))
 
 
 def eval_epochs(epochs: float, n: int) -> np.ndarray:

@@ -42,7 +42,7 @@ def bench_law_fit(n_boot: int) -> None:
     print(
         f"law fit: runs={points['run_id'].nunique()} points={len(points)} "
         f"point_fit_s={point_s:.2f} fit+{n_boot}_bootstrap_s={total_s:.2f} "
-        f"rd_star={fit.params.rd_star:.2f} {fit.intervals['rd_star']}"
+        f"rd_star={fit.params.rd_star:.2f} {fit.intervals.get('rd_star')}"
     )
 
 

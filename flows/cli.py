@@ -28,7 +28,7 @@ from pipeline.settings import apply_offline_defaults
 
 
 def _quiet() -> None:
-    """No walls of library logs: Prefect and Ray speak at WARNING unless the user asked otherwise."""
+    """No walls of library logs: Prefect and Ray speak at WARNING unless the user says otherwise."""
     apply_offline_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

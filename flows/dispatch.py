@@ -304,7 +304,7 @@ _train_remote, _ProgressBoard = _make_remote()
 
 
 def format_progress(progress: GridProgress, elapsed_s: float) -> str:
-    """One status line: ``runs 3/12 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s · 1m02s``."""
+    """One status line: ``runs 3/12 · 2 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s``."""
     minutes, seconds = divmod(int(elapsed_s), 60)
     finished = progress.done + progress.failed + progress.skipped
     return (
@@ -315,7 +315,7 @@ def format_progress(progress: GridProgress, elapsed_s: float) -> str:
 
 
 class TerminalProgress:
-    """Live progress on stderr: a rewritten line on a terminal, a line every ``every_s`` otherwise."""
+    """Live progress on stderr: one rewritten line on a terminal, else a line every ``every_s``."""
 
     def __init__(self, stream: Any = None, every_s: float = 10.0) -> None:
         self.stream = stream or sys.stderr

@@ -39,7 +39,9 @@ class StudyPaths:
         root = Path(home) if home else get_settings().home
         root = root.resolve()
         study_dir = root / spec.name
-        return cls(root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report")
+        return cls(
+            root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
+        )
 
 
 @dataclass
@@ -137,7 +139,7 @@ def _manifest_path(manifest: BudgetManifest) -> Path:
     return Path(manifest.train_files[0]).parent / "manifest.json"
 
 
-# ---- flows ----------------------------------------------------------------------------------------
+# ---- flows ---------------------------------------------------------------------------------
 
 
 @flow(name="budgets", log_prints=False)

@@ -138,7 +138,9 @@ class StudySpec(BaseModel):
                 raise ValueError(f"compute_flops: missing a budget for models {missing}")
         for name in self.resources.per_model:
             if name not in self.models:
-                raise ValueError(f"resources.per_model.{name}: not one of models {list(self.models)}")
+                raise ValueError(
+                    f"resources.per_model.{name}: not one of models {list(self.models)}"
+                )
         kinds = [o.kind for o in self.objectives]
         if len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"objectives: duplicates in {kinds}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
+from analysis_fixtures import make_run
 
 from analysis.report import build_figures, find_chromium, write_report
 from analysis.store import ResultsStore
@@ -117,3 +119,27 @@ def test_build_figures_returns_plotly_figures(synthetic_db: Path) -> None:
     assert len(figs["curves-val_loss"].layout.annotations) == 4
     assert set(analysis.law_fits) == {"ar", "dlm"}
     assert analysis.law_fits["dlm"].params.rd_star > analysis.law_fits["ar"].params.rd_star
+
+
+def test_report_on_demo_shaped_study(tmp_path: Path) -> None:
+    """One run per objective and budget, evaluated every 3 epochs (the demo preset's shape):
+    crossovers come from the curves along each run, the law from a joint fit."""
+    study = tmp_path / "demo"
+    epochs = np.arange(3, 49, 3.0)
+    for u, best_at in ((25_000, 9.0), (100_000, 6.0)):
+        ar = 5.0 + 0.9 * np.log(epochs / best_at) ** 2  # overfits after best_at
+        dlm = 6.5 - 0.3 * np.log(epochs / 3)
+        for obj, loss in (("ar", ar), ("dlm", dlm)):
+            rows = [
+                (10 * (i + 1), e, v, 0.3) for i, (e, v) in enumerate(zip(epochs, loss, strict=True))
+            ]
+            make_run(study, f"{obj}-{u}", obj, 48.0, 0, rows, unique_tokens=u)
+    with ResultsStore(study / "results.duckdb") as store:
+        store.ingest_runs_root(study / "runs")
+    path = write_report(study / "results.duckdb", tmp_path / "out", n_boot=5, png=False)
+    outline, text = _outline(path)
+    assert set(outline.sections) == SECTIONS
+    assert "joint fit" in text and "crossover" in text
+    analysis = analyze_study(study / "results.duckdb", n_boot=5)
+    loss_rows = analysis.crossovers[analysis.crossovers["metric"] == "val_loss"]
+    assert (loss_rows["status"] == "crossover").all() and (loss_rows["mode"] == "curve").all()

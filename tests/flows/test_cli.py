@@ -15,12 +15,16 @@ from pipeline.manifest import load_manifest
 CLI = [sys.executable, "-m", "flows.cli"]
 
 
-def _flows(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+def _flows(
+    args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_dry_run_prints_grid_without_running(tmp_path: Path, cli_env: dict) -> None:
-    proc = _flows(["run", "sweep", "--preset", "paper-full", "--dry-run", "--home", str(tmp_path)], cli_env)
+    proc = _flows(
+        ["run", "sweep", "--preset", "paper-full", "--dry-run", "--home", str(tmp_path)], cli_env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "10 runs" in proc.stdout and "H100 GPU-hours" in proc.stdout
     assert not (tmp_path / "paper-full").exists()
@@ -48,26 +52,26 @@ def test_smoke_study_failures_then_resume(home_with_budgets: Path, cli_env: dict
 
     first = _flows(args, cli_env)
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "4 trained, 0 already done, 4 failed" in first.stdout
-    assert first.stdout.count("FAILED ") == 4
+    assert "2 trained, 0 already done, 2 failed" in first.stdout
+    assert first.stdout.count("FAILED ") == 2
     db_path = home / "smoke" / "results.duckdb"
     with duckdb.connect(str(db_path), read_only=True) as con:
         rows = con.execute("SELECT status, failure_reason FROM runs").fetchall()
-    assert sorted(r[0] for r in rows) == ["completed"] * 4 + ["failed"] * 4
+    assert sorted(r[0] for r in rows) == ["completed"] * 2 + ["failed"] * 2
     assert all("train.ds" in (reason or "") for status, reason in rows if status == "failed")
 
     for path in hidden:
         Path(str(path) + ".hidden").rename(path)
     second = _flows(args, cli_env)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "4 trained, 4 already done, 0 failed" in second.stdout
+    assert "2 trained, 2 already done, 0 failed" in second.stdout
     with duckdb.connect(str(db_path), read_only=True) as con:
         statuses = con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
-    assert statuses == [("completed", 8)]
+    assert statuses == [("completed", 4)]
     assert (home / "smoke" / "report" / "report.html").stat().st_size > 10_000
     assert f"results (DuckDB): {db_path}" in second.stdout
     # Quiet: no library log walls on the terminal.
     assert "INFO" not in second.stderr and "Traceback" not in second.stderr
 
     status = _flows(["status", "--preset", "smoke", "--home", str(home)], cli_env)
-    assert status.returncode == 0 and "8 completed" in status.stdout
+    assert status.returncode == 0 and "4 completed" in status.stdout

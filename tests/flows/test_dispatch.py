@@ -33,7 +33,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def _tasks(smoke_spec, smoke_budgets, runs_root: Path, **update) -> list[RunTask]:
     _, manifests = smoke_budgets
-    runs = [r for r in expand_grid(smoke_spec, manifests) if r.epochs == 1][:2]
+    runs = expand_grid(smoke_spec, manifests)[:2]
     tasks = []
     for run in runs:
         cfg = run.config.model_copy(update=update) if update else run.config

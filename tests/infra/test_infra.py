@@ -19,7 +19,13 @@ def _load_all(path: Path) -> list[dict]:
 
 def test_ray_launcher_has_head_and_gpu_workers() -> None:
     cfg = yaml.safe_load((INFRA / "ray" / "cluster.yaml").read_text())
-    for key in ("cluster_name", "provider", "available_node_types", "head_node_type", "max_workers"):
+    for key in (
+        "cluster_name",
+        "provider",
+        "available_node_types",
+        "head_node_type",
+        "max_workers",
+    ):
         assert key in cfg, key
     nodes = cfg["available_node_types"]
     assert cfg["head_node_type"] in nodes
@@ -59,7 +65,11 @@ def test_kuberay_manifest_is_a_raycluster_with_gpu_groups() -> None:
         gpus = int(container["resources"]["limits"]["nvidia.com/gpu"])
         assert gpus >= 1
         assert int(group["rayStartParams"]["num-gpus"]) == gpus
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        ]
         assert claims == [pvc_name]
 
 
