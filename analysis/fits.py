@@ -241,7 +241,7 @@ def _fit_joint(frame: pd.DataFrame, objective: str, x_prev=None) -> tuple[LawPar
         "rn": np.log([1.0, 15.0]),
     }
     # A bootstrap replicate starts from the full-data optimum only: close by, and 4x cheaper.
-    if x_prev is not None:
+    if x_prev is not None and len(x_prev) == len(names):
         starts = [x_prev]
     else:
         starts = sorted(itertools.product(*(grid[k] for k in names)), key=loss)[:3]
@@ -268,6 +268,8 @@ def _fit_once(frame: pd.DataFrame, objective: str, starts: int, x_prev=None) -> 
             raise
         params, theta = _fit_joint(frame, objective, x_prev)
         return params, theta, 0, "joint"
+    if x_prev is not None and len(x_prev) != len(stage.names()):
+        x_prev = None  # a resample can switch between the joint and two-stage layouts
     grid = _GRID if x_prev is None else {k: v[::2] for k, v in _GRID.items()}
     x0s = _best_starts(stage, starts, grid) + ([x_prev] if x_prev is not None else [])
     theta = _fit_stage1(stage, x0s)

@@ -43,9 +43,24 @@ class StudyAnalysis:
         return self.runs.empty
 
 
-def law_points(evals: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """Law-fit input for one objective: every finite evaluation as (N, D=tokens_seen, U, loss)."""
-    rows = evals[evals["objective"] == objective]
+def law_points(evals: pd.DataFrame, objective: str, *, drop_overfit: bool = True) -> pd.DataFrame:
+    """Law-fit input for one objective: finite evaluations as (N, D=tokens_seen, U, loss).
+
+    The law only ever decreases in D, so with ``drop_overfit`` the evaluations after a run's
+    best loss that are worse than it by more than 2 standard errors (0.01 without one) are left
+    out: overfitting is reported by the curves and the divergence flags, not fitted.
+    """
+    rows = evals[evals["objective"] == objective].sort_values(["run_id", "step"])
+    if drop_overfit and not rows.empty:
+        loss = rows["val_loss"].astype(float)
+        best = loss.groupby(rows["run_id"]).transform("min")
+        se = rows.get("val_loss_se", pd.Series(np.nan, index=rows.index)).astype(float)
+        # Position of each run's minimum: rows after it that are clearly worse are dropped.
+        after_best = loss.groupby(rows["run_id"]).cumcount() > loss.groupby(
+            rows["run_id"]
+        ).transform(lambda v: int(np.argmin(v.to_numpy())))
+        worse = loss > best + np.where(np.isfinite(se), 2 * se, 0.01)
+        rows = rows[~(after_best & worse)]
     return pd.DataFrame(
         {
             "run_id": rows["run_id"],
@@ -106,6 +121,12 @@ def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
         if points.empty:
             result.notes.append(f"law fit for {objective!r}: no runs of this objective")
             continue
+        n_all = int((result.evals["objective"] == objective).sum())
+        if len(points) < n_all:
+            result.notes.append(
+                f"law fit for {objective!r}: {n_all - len(points)} of {n_all} evaluations left "
+                "out (after the run's best loss and clearly worse: overfitting)"
+            )
         try:
             result.law_fits[objective] = fit_data_constrained_law(
                 points, objective, n_boot=n_boot, seed=seed

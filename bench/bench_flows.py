@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("runs (N)", f"{n}"),
         ("direct train_run loop, s", f"{direct_s:.1f}"),
-        ("Prefect temporary server start (once per process; 0 with a server), s", f"{server_s:.1f}"),
+        ("Prefect temp server start (once per process; 0 with a server), s", f"{server_s:.1f}"),
         ("Prefect + Ray sweep, s", f"{full_s:.1f}"),
         ("overhead, s (ratio)", f"{overhead:.1f} ({full_s / direct_s:.2f}x)"),
         ("fixed: Prefect flow, all runs skipped, s", f"{prefect_s:.1f}"),

@@ -111,10 +111,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path.stem)
         return 0
     if args.command == "server":
-        cmd = ["prefect", "server", "start", "--host", args.host, "--port", str(args.port)]
+        prefect = Path(sys.executable).with_name("prefect")  # the one next to this Python
+        cmd = [str(prefect), "server", "start", "--host", args.host, "--port", str(args.port)]
         return subprocess.call(cmd)
     if args.command == "deploy":
         from flows.deployments import DEFAULT_POOL, deploy_study_flows
+
+        if not os.environ.get("PREFECT_API_URL"):
+            # Without a server, Prefect would deploy into a temporary one that vanishes on exit.
+            print(
+                "flows deploy: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api after "
+                "`flows server`)",
+                file=sys.stderr,
+            )
+            return 2
 
         names = deploy_study_flows(args.pool or DEFAULT_POOL, home=args.home)
         print("deployments: " + ", ".join(names))

@@ -97,8 +97,14 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def connect_ray(address: str | None, num_cpus: int | None, temp_dir: Path | None = None) -> bool:
-    """Connect to ``address`` or start an embedded Ray; returns True when this call started it."""
+def connect_ray(
+    address: str | None,
+    num_cpus: int | None,
+    temp_dir: Path | None = None,
+    num_gpus: int | None = None,
+) -> bool:
+    """Connect to ``address`` or start an embedded Ray (``num_gpus`` None: detect); returns True
+    when this call connected or started it (the caller then shuts it down)."""
     import ray
 
     if ray.is_initialized():
@@ -116,7 +122,7 @@ def connect_ray(address: str | None, num_cpus: int | None, temp_dir: Path | None
     temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 1,
-        num_gpus=None,
+        num_gpus=num_gpus,
         include_dashboard=False,
         object_store_memory=256 * 1024 * 1024,
         _temp_dir=str(temp),
@@ -136,6 +142,7 @@ def run_grid(
 ) -> list[RunOutcome]:
     """Run every task not already completed; returns one outcome per task, in input order."""
     import ray
+    from ray.util.placement_group import remove_placement_group
 
     progress = GridProgress(total=len(tasks))
     outcomes: dict[str, RunOutcome] = {}
@@ -153,12 +160,17 @@ def run_grid(
     started_ray = connect_ray(ray_address, num_cpus)
     try:
         board = _ProgressBoard.options(num_cpus=0).remote()
-        pending = {_submit(task, board, max_retries): task for task in todo}
+        pending = {}
+        for task in todo:
+            ref, group = _submit(task, board, max_retries)
+            pending[ref] = (task, group)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
             for ref in ready:
-                task = pending.pop(ref)
+                task, group = pending.pop(ref)
                 outcome = _collect(ref, task)
+                if group is not None:  # give the run's GPUs back to the cluster now
+                    remove_placement_group(group)
                 outcomes[task.run_id] = outcome
                 progress.done += outcome.status == "completed"
                 progress.failed += outcome.status == "failed"
@@ -177,8 +189,9 @@ def _emit(callback: ProgressCallback | None, progress: GridProgress) -> None:
         callback(progress)
 
 
-def _submit(task: RunTask, board: Any, max_retries: int) -> Any:
-    """Submit one run; a multi-GPU run gets a placement group so its GPUs land on one node."""
+def _submit(task: RunTask, board: Any, max_retries: int) -> tuple[Any, Any]:
+    """Submit one run; a multi-GPU run gets a placement group so its GPUs land on one node.
+    Returns (object ref, placement group or None)."""
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -189,15 +202,17 @@ def _submit(task: RunTask, board: Any, max_retries: int) -> Any:
         "retry_exceptions": False,  # application errors are final: see the module docstring
         "name": f"train:{task.label}",
     }
+    group = None
     if task.gpus > 1:
         group = placement_group([{"CPU": task.cpus, "GPU": task.gpus}], strategy="STRICT_PACK")
         options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
             placement_group=group, placement_group_capture_child_tasks=True
         )
     threads = max(1, int(task.cpus))
-    return _train_remote.options(**options).remote(
+    ref = _train_remote.options(**options).remote(
         task.config_json, str(task.run_dir), board, threads
     )
+    return ref, group
 
 
 def _collect(ref: Any, task: RunTask) -> RunOutcome:

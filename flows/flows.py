@@ -89,6 +89,9 @@ def dispatch_task(
 ) -> list[RunOutcome]:
     # Longest runs first: on a small machine the tail of the grid is then many short runs.
     ordered = sorted(runs, key=lambda r: -r.flops)
+    settings = get_settings()  # CROSSOVER_RAY_ADDRESS / CROSSOVER_RAY_NUM_CPUS as defaults
+    ray_address = ray_address or settings.ray_address
+    num_cpus = num_cpus or settings.ray_num_cpus
     progress = TerminalProgress()
     try:
         outcomes = run_grid(

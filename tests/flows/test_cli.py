@@ -75,3 +75,10 @@ def test_smoke_study_failures_then_resume(home_with_budgets: Path, cli_env: dict
 
     status = _flows(["status", "--preset", "smoke", "--home", str(home)], cli_env)
     assert status.returncode == 0 and "4 completed" in status.stdout
+
+
+def test_deploy_refuses_without_a_server(cli_env: dict) -> None:
+    # Deploying into Prefect's temporary server would silently lose the deployments.
+    proc = _flows(["deploy"], cli_env)
+    assert proc.returncode == 2
+    assert "PREFECT_API_URL" in proc.stderr

@@ -20,12 +20,13 @@ from flows.grid import expand_grid
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One embedded Ray for the module (start-up costs seconds); shut down at the end."""
+    """One embedded Ray for the module (start-up costs seconds); shut down at the end. It
+    declares 2 GPUs (Ray only counts them) so the multi-GPU placement-group path is exercised."""
     import shutil
     import tempfile
 
     temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    assert connect_ray(None, num_cpus=2, temp_dir=temp)
+    assert connect_ray(None, num_cpus=2, temp_dir=temp, num_gpus=2)
     yield
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
@@ -102,3 +103,21 @@ def test_kill_9_mid_run_resumes_from_checkpoint(
         store.ingest_runs_root(tmp_path)
         runs = store.query("SELECT run_id, status FROM runs")
     assert runs.to_dict("records") == [{"run_id": task.run_id, "status": "completed"}]
+
+
+def test_multi_gpu_run_gets_a_placement_group_released_after(
+    local_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    from ray.util import placement_group_table
+
+    (task,) = _tasks(smoke_spec, smoke_budgets, tmp_path)[:1]
+    two_gpu = RunTask(task.run_id, task.label, task.config_json, task.run_dir, 1.0, 2.0)
+    before = set(placement_group_table())
+    outcomes = run_grid([two_gpu])
+    assert [o.status for o in outcomes] == ["completed"]
+    groups = {k: v for k, v in placement_group_table().items() if k not in before}
+    assert len(groups) == 1
+    (group,) = groups.values()
+    assert group["strategy"] == "STRICT_PACK"
+    assert group["bundles"] == {0: {"CPU": 1.0, "GPU": 2.0}}
+    assert group["state"] == "REMOVED"
