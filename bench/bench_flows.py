@@ -84,14 +84,14 @@ def _orchestrated(spec_path: Path, home: Path) -> float:
     return elapsed
 
 
-def _ray_startup() -> float:
+def _ray_startup(temp: Path) -> float:
     """Seconds to start and stop an embedded one-CPU Ray (paid once per sweep)."""
     import ray
 
     from flows.dispatch import connect_ray
 
     start = time.perf_counter()
-    connect_ray(None, num_cpus=1)
+    connect_ray(None, num_cpus=1, temp_dir=temp)
     ray.shutdown()
     return time.perf_counter() - start
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         n_workers = _worker_pids(home)
         # Every run skipped: Prefect's fixed cost (no Ray start: nothing to dispatch), plus Ray's.
         prefect_s = _orchestrated(spec_path, home)
-        ray_s = _ray_startup()
+        ray_s = _ray_startup(Path(tempfile.mkdtemp(prefix="ray-", dir=tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     overhead = full_s - direct_s

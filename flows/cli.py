@@ -50,6 +50,17 @@ def _quiet() -> None:
         pass
 
 
+class FlowRunFailed(RuntimeError):
+    """A flow ended Failed/Crashed; Prefect has logged its traceback above."""
+
+
+def _call_flow(flow_fn: Any, **params: Any) -> Any:
+    state = flow_fn(**params, return_state=True)
+    if not state.is_completed():
+        raise FlowRunFailed(f"flow {flow_fn.name!r} failed: {state.message}")
+    return state.result()
+
+
 def _add_spec_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", help="shipped study preset (default: demo)")
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
+    except FlowRunFailed as err:
+        print(f"flows: {err}", file=sys.stderr)
+        return 1
     except StudySpecError as err:
         print(f"flows: invalid study spec:\n{err}", file=sys.stderr)
         return 2
@@ -145,23 +159,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.flow == "budgets":
         from flows.flows import budgets_flow
 
-        print("budgets: " + ", ".join(budgets_flow(**params)))
+        print("budgets: " + ", ".join(_call_flow(budgets_flow, **params)))
         return 0
     if args.flow == "report":
         from flows.flows import report_flow
 
-        print(f"report: {report_flow(**params)}")
+        print(f"report: {_call_flow(report_flow, **params)}")
         print(f"results: {StudyPaths.of(spec, args.home).db_path}")
         return 0
     from flows.flows import study_flow
 
     print(f"study {spec.name}: writing under {StudyPaths.of(spec, args.home).study_dir}")
-    summary = study_flow(**params, ray_address=args.ray_address, num_cpus=args.num_cpus)
+    summary = _call_flow(study_flow, **params, ray_address=args.ray_address, num_cpus=args.num_cpus)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failed"] or summary.get("report_error") else 0
 
 
 def _dry_run(spec: Any, home: str | None) -> int:
@@ -190,7 +204,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"study {summary['study']}: {summary['n_runs']} runs: {summary['completed']} trained, "
         f"{summary['skipped']} already done, {summary['failed']} failed",
         f"results (DuckDB): {summary['db_path']}",
-        f"report: {summary['report_path']}",
+        f"report: {summary['report_path'] or 'FAILED: ' + str(summary.get('report_error'))}",
     ]
     if summary.get("crossover"):
         lines += ["", summary["crossover"]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -157,7 +158,9 @@ def run_grid(
         _emit(on_progress, progress)
         return [outcomes[t.run_id] for t in tasks]
 
-    started_ray = connect_ray(ray_address, num_cpus)
+    # A temp dir of our own for an embedded Ray, removed afterwards (sessions write logs there).
+    temp = None if ray_address or ray.is_initialized() else Path(tempfile.mkdtemp(prefix="ray-"))
+    started_ray = connect_ray(ray_address, num_cpus, temp)
     try:
         board = _ProgressBoard.options(num_cpus=0).remote()
         pending = {}
@@ -181,6 +184,8 @@ def run_grid(
     finally:
         if started_ray:
             ray.shutdown()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
     return [outcomes[t.run_id] for t in tasks]
 
 

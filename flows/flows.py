@@ -57,6 +57,7 @@ class StudySummary:
     failed: int
     failures: list[dict[str, str]] = field(default_factory=list)
     crossover: str = ""
+    report_error: str | None = None  # the runs and DuckDB survive a failed report step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,7 +199,12 @@ def study_flow(
     paths = StudyPaths.of(spec, home)
     budgets_flow(preset, config, home)
     outcomes = [RunOutcome(**o) for o in sweep_flow(preset, config, home, ray_address, num_cpus)]
-    report_path = report_flow(preset, config, home)
+    report_state = report_flow(preset, config, home, return_state=True)
+    report_path, report_error = None, None
+    if report_state.is_completed():
+        report_path = report_state.result()
+    else:
+        report_error = report_state.message or "report flow failed"
     summary = StudySummary(
         study=spec.name,
         db_path=str(paths.db_path),
@@ -213,6 +219,7 @@ def study_flow(
             if o.status == "failed"
         ],
         crossover=crossover_task(paths),
+        report_error=report_error,
     )
     return summary.to_dict()
 

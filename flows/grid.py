@@ -131,7 +131,7 @@ def _planned(
         checkpoint_every_steps=spec.checkpoint_every_steps,
         threads=max(1, int(spec.resources.for_model(name).cpus)),
     )
-    label = f"{objective.kind}/{name}/{_fmt_tokens(data.unique_tokens)}/ep{epochs:g}/s{seed}"
+    label = f"{objective.kind}/{name}/{_fmt_tokens(data.unique_tokens)}/ep{epochs:.4g}/s{seed}"
     return PlannedRun(
         config=config,
         label=label,
