@@ -98,8 +98,10 @@ def _residual_se(points: pd.DataFrame, ar: SmoothCurve, dlm: SmoothCurve) -> np.
     se = points["se"].to_numpy(float).copy()
     for obj, curve in zip(OBJECTIVES, (ar, dlm), strict=True):
         mask = (points["objective"] == obj).to_numpy()
-        resid = points["y"].to_numpy()[mask] - curve(points["epoch"].to_numpy()[mask])
-        fallback = float(np.std(resid)) if mask.sum() > 2 else 0.0
+        # The curves live in log-epoch: the untrained model's point (epoch 0) has no residual.
+        fitted = mask & (points["epoch"].to_numpy(float) > 0)
+        resid = points["y"].to_numpy()[fitted] - curve(points["epoch"].to_numpy()[fitted])
+        fallback = float(np.std(resid)) if fitted.sum() > 2 else 0.0
         se[mask] = np.where(np.isfinite(se[mask]), se[mask], fallback)
     return se
 

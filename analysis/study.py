@@ -46,11 +46,15 @@ class StudyAnalysis:
 def law_points(evals: pd.DataFrame, objective: str, *, drop_overfit: bool = True) -> pd.DataFrame:
     """Law-fit input for one objective: finite evaluations as (N, D=tokens_seen, U, loss).
 
+    Only evaluations after some training count (tokens_seen > 0).
+
     The law only ever decreases in D, so with ``drop_overfit`` the evaluations after a run's
     best loss that are worse than it by more than 2 standard errors (0.01 without one) are left
     out: overfitting is reported by the curves and the divergence flags, not fitted.
     """
     rows = evals[evals["objective"] == objective].sort_values(["run_id", "step"])
+    # The initial evaluation (D = 0) is no point of the law: B / D'^beta is infinite there.
+    rows = rows[rows["tokens_seen"].astype(float) > 0]
     if drop_overfit and not rows.empty:
         loss = rows["val_loss"].astype(float)
         best = loss.groupby(rows["run_id"]).transform("min")

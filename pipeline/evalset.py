@@ -43,9 +43,12 @@ def build_eval_items(
             f"(of {len(spans)} held-out documents). Raise heldout_fraction or shorten the windows."
         )
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(eligible))[: cfg.n_items]
+    # Documents in a seeded order, cycled when there are fewer documents than items: a long
+    # held-out document then gives several items at different random offsets.
+    order = rng.permutation(len(eligible)).tolist()
+    picks = [order[i % len(order)] for i in range(cfg.n_items)]
     items = []
-    for item_id, d in enumerate(order.tolist()):
+    for item_id, d in enumerate(picks):
         start, stop = eligible[d]
         s = start + int(rng.integers(0, stop - start - ctx - cont + 1))
         context = tokens[s : s + ctx].tolist()

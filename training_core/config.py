@@ -81,6 +81,11 @@ class EvalConfig(BaseModel):
         default=1.0, gt=0, description="Evaluate each time this many epochs have been completed."
     )
     every_steps: int | None = Field(default=None, ge=1, description="Also evaluate every k steps.")
+    at_epochs: tuple[float, ...] = Field(
+        default=(),
+        description="Also evaluate when training crosses each of these epoch counts (e.g. a "
+        "log-spaced grid: dense where a crossover is likely, sparse late, at a fraction of the cost).",
+    )
     at_start: bool = Field(default=True, description="Evaluate the initial model (step 0).")
     val_max_tokens: int = Field(
         default=1 << 20, ge=1, description="Validation tokens used (whole windows, in order)."

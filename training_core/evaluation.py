@@ -73,13 +73,14 @@ def eval_due(step: int, sched: TrainSchedule, cfg: EvalConfig) -> bool:
         return True
     if cfg.every_steps is not None and done % cfg.every_steps == 0:
         return True
+    before = sched.samples_after(step - 1) if step > 0 else 0
+    after = sched.samples_after(step)
+    # 1e-9 keeps exact boundaries (e.g. 3 * (1/3 epoch)) from rounding down.
+    if any(before < e * sched.n_windows - 1e-9 <= after for e in cfg.at_epochs):
+        return True
     if cfg.every_epochs is not None:
         per_eval = cfg.every_epochs * sched.n_windows  # samples between evals
-        before = sched.samples_after(step - 1) if step > 0 else 0
-        # 1e-9 keeps exact boundaries (e.g. 3 * (1/3 epoch)) from rounding down.
-        return math.floor(sched.samples_after(step) / per_eval + 1e-9) > math.floor(
-            before / per_eval + 1e-9
-        )
+        return math.floor(after / per_eval + 1e-9) > math.floor(before / per_eval + 1e-9)
     return False
 
 

@@ -36,6 +36,13 @@ def test_law_points_leave_out_clear_overfitting_only() -> None:
     assert law_points(_evals([3.0]), "dlm").empty
 
 
+def test_law_points_leave_out_the_initial_evaluation() -> None:
+    evals = _evals([7.6, 3.0, 2.5])
+    evals.loc[0, ["step", "tokens_seen"]] = 0  # the eval of the untrained model
+    points = law_points(evals, "ar")
+    assert points["tokens"].min() > 0 and points["loss"].tolist() == [3.0, 2.5]
+
+
 def test_analyze_small_study_notes_what_is_missing(tmp_path: Path) -> None:
     study = build_small_study(tmp_path / "s")
     with ResultsStore(study / "r.duckdb") as store:

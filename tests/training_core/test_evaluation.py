@@ -31,6 +31,15 @@ def test_eval_at_epoch_boundaries_and_end() -> None:
     assert _due(sched, EvalConfig(every_epochs=None)) == [8]
 
 
+def test_eval_at_listed_epochs() -> None:
+    sched = TrainSchedule(n_windows=10, epochs=3.0, batch_size=4, seed=0)  # 8 steps
+    # Samples after each step: 4 8 12 16 20 24 28 30 -> 0.5 ep at step 2, 1 at 3, 2.5 at 7.
+    cfg = EvalConfig(every_epochs=None, at_epochs=(0.5, 1.0, 2.5))
+    assert _due(sched, cfg) == [2, 3, 7, 8]
+    both = EvalConfig(every_epochs=2.0, at_epochs=(0.5,))
+    assert _due(sched, both) == [2, 5, 8]
+
+
 def test_fractional_epoch_boundaries_are_exact() -> None:
     sched = TrainSchedule(n_windows=12, epochs=1.0, batch_size=4, seed=0)  # 3 steps
     assert _due(sched, EvalConfig(every_epochs=1 / 3)) == [1, 2, 3]
