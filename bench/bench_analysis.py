@@ -3,7 +3,7 @@ DuckDB ingest of 1M metric rows (first ingest and an idempotent re-ingest).
 
     PYTHONPATH=. .venv/bin/python bench/bench_analysis.py [--runs 1000] [--metric-rows 1000]
 
-Prints one line per measurement; numbers go to bench/RESULTS_analysis.md.
+Prints one line per measurement; numbers go to bench/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,14 @@ same config on the same data fails the same way and burns GPU hours, so the run 
 failed with its reason and the grid goes on. Prefect sits above this and does not retry training
 either (a Prefect retry would resubmit the whole grid, a second layer fighting the first).
 
+A run asking for more than one GPU trains with FSDP2 in ``gpus`` processes: its Ray task (holding
+the run's placement group) starts ``torchrun --standalone --nproc-per-node <gpus> -m
+training_core.launch`` on that node and waits for it. The retry layer stays Ray's: the ranks exit
+when the Ray worker dies (``training_core.launch`` watches it), so Ray's resubmission resumes from
+the checkpoint with no stale rank still writing. A torchrun that exits without a result.json (a
+rank killed or crashed before rank 0 could record it) is recorded as failed with the tail of its
+log (``flows/torchrun.py``); a later sweep retries it from its checkpoint.
+
 No Prefect code runs on Ray workers: the Prefect tasks stay on the driver and call this module, so
 workers never start their own temporary Prefect server.
 """
@@ -214,8 +222,9 @@ def _submit(task: RunTask, board: Any, max_retries: int) -> tuple[Any, Any]:
             placement_group=group, placement_group_capture_child_tasks=True
         )
     threads = max(1, int(task.cpus))
+    nproc = int(task.gpus) if task.gpus > 1 else 1
     ref = _train_remote.options(**options).remote(
-        task.config_json, str(task.run_dir), board, threads
+        task.config_json, str(task.run_dir), board, threads, nproc
     )
     return ref, group
 
@@ -251,8 +260,11 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else text
 
 
-def _train_in_worker(config_json: str, run_dir: str, board: Any, threads: int) -> dict[str, Any]:
-    """Body of the Ray task: train (or resume, or skip) one run; reports progress to the board."""
+def _train_in_worker(
+    config_json: str, run_dir: str, board: Any, threads: int, nproc: int = 1
+) -> dict[str, Any]:
+    """Body of the Ray task: train (or resume, or skip) one run; reports progress to the board.
+    ``nproc`` > 1: in that many torchrun processes (FSDP2), one per GPU."""
     import socket
 
     import torch
@@ -284,6 +296,10 @@ def _train_in_worker(config_json: str, run_dir: str, board: Any, threads: int) -
             last_sent = now
 
     board.report.remote(cfg.run_id, {"step": 0, "tokens_per_s": 0.0, "pid": os.getpid()})
+    if nproc > 1:
+        from flows.torchrun import train_torchrun
+
+        return train_torchrun(cfg, path, nproc, threads, report)
     result = train_run(cfg, path, on_progress=report)
     return result.model_dump(mode="json")
 

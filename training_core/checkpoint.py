@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 CKPT_DIR = "ckpt"
-_MODEL, _OPTIM, _STATE = "model.safetensors", "optim.safetensors", "state.json"
+MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optim.safetensors", "state.json"
+_MODEL, _OPTIM, _STATE = MODEL_FILE, OPTIM_FILE, STATE_FILE
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -53,13 +55,41 @@ def save_checkpoint(
     state: dict[str, Any],
 ) -> Path:
     """Write model, optimizer and ``state`` (JSON-able scalars) to ``run_dir/ckpt``."""
+
+    def write_model(path: Path) -> None:
+        # save_model handles tied weights (one storage, two names) that save_file rejects.
+        save_model(unwrap(model), str(path))
+
+    return _write(run_dir, write_model, _optimizer_tensors(optimizer), state)
+
+
+def write_checkpoint(
+    run_dir: Path,
+    model_tensors: dict[str, torch.Tensor],
+    optim_tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> Path:
+    """``save_checkpoint`` from tensors already gathered (FSDP2's full state on rank 0):
+    ``model_tensors`` by parameter name (one name per tied weight), ``optim_tensors`` as
+    ``"<param index>.<key>"``."""
+
+    def write_model(path: Path) -> None:
+        save_file(model_tensors, str(path))
+
+    return _write(run_dir, write_model, dict(optim_tensors), state)
+
+
+def _write(
+    run_dir: Path,
+    write_model: Callable[[Path], None],
+    extra: dict[str, torch.Tensor],
+    state: dict[str, Any],
+) -> Path:
     final = run_dir / CKPT_DIR
     tmp = run_dir / f"{CKPT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    # save_model handles tied weights (one storage, two names) that save_file rejects.
-    save_model(unwrap(model), str(tmp / _MODEL))
-    extra = _optimizer_tensors(optimizer)
+    write_model(tmp / _MODEL)
     extra["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         extra["rng.cuda"] = torch.cuda.get_rng_state()
@@ -72,6 +102,11 @@ def save_checkpoint(
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The JSON trainer scalars of the checkpoint at ``path``."""
+    return json.loads((path / _STATE).read_text())
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
@@ -95,4 +130,4 @@ def load_checkpoint(
     torch.set_rng_state(rng_cpu)
     if rng_cuda is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng_cuda)
-    return json.loads((path / _STATE).read_text())
+    return read_state(path)

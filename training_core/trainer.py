@@ -12,29 +12,28 @@ resume exactly where an uninterrupted run would be.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training_core import run_io
+from training_core import distributed, run_io
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
-from training_core.evaluation import EvalData, eval_due, evaluate, load_eval_data
+from training_core.distributed import Parallel
+from training_core.evaluation import eval_due, evaluate, load_eval_data
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_io import RunResult
+from training_core.run_state import STATE_KEYS, Progress, Run
 from training_core.schedule import lr_at
 
 ProgressFn = Callable[[dict[str, Any]], None]
-_STATE_KEYS = ("step", "samples", "flops", "train_wall_s", "wall_s", "nonfinite")
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
 _TRAIN_NOISE = 1  # stream tag for derived_seed; evaluation uses its own tags
 
@@ -48,71 +47,41 @@ class NonFiniteLoss(RuntimeError):
     """The loss or gradient norm went non-finite more often than ``max_nonfinite`` allows."""
 
 
-@dataclass
-class _Progress:
-    """Trainer scalars that go into the checkpoint's state.json (all JSON-able)."""
-
-    step: int = 0  # optimizer steps done
-    samples: int = 0
-    flops: float = 0.0
-    train_wall_s: float = 0.0  # time in training steps only (evals excluded)
-    wall_s: float = 0.0  # all time (evals, checkpoints) up to the last checkpoint, all sessions
-    nonfinite: int = 0
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-
-    def state(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _STATE_KEYS}
-
-
-@dataclass
-class _Run:
-    """Everything one run needs, built once by ``_setup``."""
-
-    cfg: RunConfig
-    run_dir: Path
-    device: torch.device
-    model: torch.nn.Module
-    objective: Any
-    optimizer: torch.optim.AdamW
-    train: TokenWindows
-    sched: TrainSchedule
-    eval_data: EvalData
-    fpt: float  # training FLOPs per token
-    started_at: str
-    progress: _Progress = field(default_factory=_Progress)
-    last_ckpt_step: int = -1
-    session_t0: float = field(default_factory=time.perf_counter)
-    session_wall0: float = 0.0  # progress.wall_s when this session started
-
-    def wall_s(self) -> float:
-        return self.session_wall0 + time.perf_counter() - self.session_t0
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        on = self.device.type == "cuda" and self.cfg.precision == "bf16"
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on)
-
-
 def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = None) -> RunResult:
-    """Train ``cfg`` in ``run_dir``: skip if completed, resume if checkpointed (docs/design.md)."""
+    """Train ``cfg`` in ``run_dir``: skip if completed, resume if checkpointed (docs/design.md).
+
+    Inside an initialised process group of several ranks (``training_core.launch``), every rank
+    calls this; the model is FSDP2-sharded and rank 0 alone writes files (``distributed.py``).
+    ``on_progress`` then runs on every rank and must decide the same way on all of them.
+    """
     run_dir = Path(run_dir)
+    par = distributed.current()
     _check_owner(cfg, run_dir)
     done = run_io.read_result(run_dir)
+    par.barrier()  # every rank has read result.json before rank 0 may remove a failed one
     if done is not None and done.completed:
         return done
-    _claim_run_dir(cfg, run_dir)
+    if par.is_main:
+        _claim_run_dir(cfg, run_dir)
+    par.barrier()
     started_at = run_io.now_iso()
     run = None
     try:
-        run = _setup(cfg, run_dir, started_at)
+        run = _setup(cfg, run_dir, started_at, par)
         return _train(run, on_progress)
     except StopRun:
         raise
     except NonFiniteLoss as err:
-        return _finish(run, cfg, run_dir, started_at, failure=str(err))
+        return _finish(run, cfg, run_dir, started_at, failure=str(err), par=par)
     except Exception as err:
-        _finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}")
+        _finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}", par=par)
         raise
+
+
+def record_failure(cfg: RunConfig, run_dir: Path, reason: str) -> RunResult:
+    """Write a failed result.json for a run that died before ``train_run`` could (e.g. a rank of
+    a multi-process run killed from outside); returns it."""
+    return _finish(None, cfg, Path(run_dir), run_io.now_iso(), failure=reason)
 
 
 def _check_owner(cfg: RunConfig, run_dir: Path) -> None:
@@ -140,13 +109,17 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
+def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device = _resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)  # the model's initial weights
+    if par.active:
+        device = distributed.device_for(device)
+    torch.manual_seed(cfg.seed)  # the model's initial weights (the same full model on every rank)
     with torch.device(device):  # initialise in place: no CPU copy of a large model
         model = Transformer(cfg.model)
+    if par.active:  # before the optimizer: sharding replaces the parameters
+        model = distributed.shard_model(model, cfg, device, par)
     objective = build_objective(cfg.objective, cfg.mask_id)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms: decay would fight the gain
@@ -158,7 +131,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
         eps=cfg.optim.eps,
-        fused=device.type == "cuda",  # one kernel for all params on the GPU
+        fused=device.type == "cuda" and not par.active,  # one kernel for all params on one GPU
     )
     train = TokenWindows(cfg.data.train_files, cfg.data.token_dtype, cfg.model.seq_len)
     if train.n_tokens != cfg.data.unique_tokens:  # stale config or wrong files: never guess
@@ -167,7 +140,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
             f"train_files hold {train.n_tokens} tokens"
         )
     sched = TrainSchedule(len(train), cfg.epochs, cfg.optim.batch_size, cfg.seed)
-    run = _Run(
+    run = Run(
         cfg=cfg,
         run_dir=run_dir,
         device=device,
@@ -179,20 +152,22 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str) -> _Run:
         eval_data=load_eval_data(cfg),
         fpt=float(flops_per_token(cfg.model, causal=objective.causal)),
         started_at=started_at,
+        par=par,
     )
     _maybe_resume(run)
-    if cfg.compile:
+    if cfg.compile and not par.active:  # sharded runs compile per block in apply_fsdp
         run.model = torch.compile(model)
     return run
 
 
-def _maybe_resume(run: _Run) -> None:
+def _maybe_resume(run: Run) -> None:
     ckpt = find_checkpoint(run.run_dir)
     if ckpt is None:
         return
-    state = load_checkpoint(ckpt, run.model, run.optimizer)
+    load = distributed.load_checkpoint if run.par.active else load_checkpoint
+    state = load(ckpt, run.model, run.optimizer)
     p = run.progress
-    for key in _STATE_KEYS:
+    for key in STATE_KEYS:
         setattr(p, key, state[key])
     # Rows written after the checkpoint belong to steps that will be redone.
     p.metrics = [
@@ -203,7 +178,7 @@ def _maybe_resume(run: _Run) -> None:
     run.session_wall0 = p.wall_s
 
 
-def _train(run: _Run, on_progress: ProgressFn | None) -> RunResult:
+def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
     p, cfg = run.progress, run.cfg
     run.model.train()
     if p.step == 0 and cfg.eval.at_start and not p.evals:
@@ -225,10 +200,10 @@ def _train(run: _Run, on_progress: ProgressFn | None) -> RunResult:
                 _checkpoint(run)
                 raise
     _flush(run)
-    return _finish(run, cfg, run.run_dir, run.started_at, failure=None)
+    return _finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
 
 
-def _train_step(run: _Run) -> None:
+def _train_step(run: Run) -> None:
     """One optimizer step over ``batch_size`` sequences in ``grad_accum`` micro-batches."""
     p, cfg = run.progress, run.cfg
     t0 = time.perf_counter()
@@ -240,20 +215,22 @@ def _train_step(run: _Run) -> None:
     if run.device.type == "cuda":
         tokens = tokens.pin_memory()  # lets the copies below overlap with compute
     gen = torch.Generator(device=run.device)
-    gen.manual_seed(derived_seed(cfg.seed, _TRAIN_NOISE, step))  # objective noise: (seed, step)
+    # Objective noise: (seed, step), and the rank when sharded.
+    gen.manual_seed(derived_seed(*run.par.noise_seed_parts(cfg.seed, _TRAIN_NOISE, step)))
     loss_sum = torch.zeros((), device=run.device)
     for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
         if len(micro) == 0:
             continue
+        # This rank's rows; weight makes the (rank-averaged) gradient the mean over the step.
+        rows, weight = run.par.local_rows(micro, len(tokens))
         with run.autocast():
             loss, _stats = run.objective.loss(
-                run.model, micro.to(run.device, non_blocking=True), gen
+                run.model, rows.to(run.device, non_blocking=True), gen
             )
-        weight = len(micro) / len(tokens)  # mean over sequences of the whole step
         (loss * weight).backward()
         loss_sum += loss.detach() * weight
     grad_norm = _clip(run)
-    train_loss = float(loss_sum)
+    train_loss = float(run.par.sum(loss_sum)) / run.par.world  # the global batch's mean loss
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
         run.optimizer.zero_grad(set_to_none=True)
         p.nonfinite += 1
@@ -283,14 +260,14 @@ def _train_step(run: _Run) -> None:
     )
 
 
-def _clip(run: _Run) -> float:
+def _clip(run: Run) -> float:
     params = [q for q in run.model.parameters() if q.grad is not None]
     clip = run.cfg.optim.grad_clip
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-    return float(norm)
+    return distributed.full_norm(norm)
 
 
-def _eval(run: _Run) -> None:
+def _eval(run: Run) -> None:
     p, cfg = run.progress, run.cfg
     out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
     row = {
@@ -305,23 +282,30 @@ def _eval(run: _Run) -> None:
     _flush(run)
 
 
-def _flush(run: _Run) -> None:
+def _flush(run: Run) -> None:
+    if not run.par.is_main:
+        return
     run_io.write_rows(
         run.run_dir / run_io.METRICS_FILE, run.progress.metrics, run_io.METRICS_SCHEMA
     )
     run_io.write_rows(run.run_dir / run_io.EVALS_FILE, run.progress.evals, run_io.EVALS_SCHEMA)
 
 
-def _checkpoint(run: _Run) -> None:
+def _checkpoint(run: Run) -> None:
     if run.last_ckpt_step == run.progress.step:
         return
     _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
     run.progress.wall_s = run.wall_s()
-    save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
+    if run.par.active:
+        distributed.save_checkpoint(
+            run.run_dir, run.model, run.optimizer, run.progress.state(), run.par
+        )
+    else:
+        save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
     run.last_ckpt_step = run.progress.step
 
 
-def _progress_event(run: _Run) -> dict[str, Any]:
+def _progress_event(run: Run) -> dict[str, Any]:
     p = run.progress
     last = p.metrics[-1]
     return {
@@ -346,11 +330,16 @@ def _best(rows: list[dict[str, Any]], key: str, pick: Callable) -> float | None:
 
 
 def _finish(
-    run: _Run | None, cfg: RunConfig, run_dir: Path, started_at: str, failure: str | None
+    run: Run | None,
+    cfg: RunConfig,
+    run_dir: Path,
+    started_at: str,
+    failure: str | None,
+    par: Parallel | None = None,
 ) -> RunResult:
-    """Write and return result.json; ``run`` is None when setup itself failed."""
+    """Write (rank 0) and return result.json; ``run`` is None when setup itself failed."""
     counts = _safe_param_counts(cfg)
-    p = run.progress if run is not None else _Progress()
+    p = run.progress if run is not None else Progress()
     evals = p.evals
     last_eval = evals[-1] if evals else {}
     result = RunResult(
@@ -382,7 +371,8 @@ def _finish(
     )
     if run is not None:
         _flush(run)
-    run_io.write_result(run_dir, result)
+    if par is None or par.is_main:
+        run_io.write_result(run_dir, result)
     return result
 
 

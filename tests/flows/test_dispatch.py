@@ -121,3 +121,33 @@ def test_multi_gpu_run_gets_a_placement_group_released_after(
     assert group["strategy"] == "STRICT_PACK"
     assert group["bundles"] == {0: {"CPU": 1.0, "GPU": 2.0}}
     assert group["state"] == "REMOVED"
+
+
+def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
+    local_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    """Ray declares 2 GPUs, so this run trains in 2 torchrun processes (gloo on the CPU). Killing
+    the Ray worker takes its ranks along; Ray's retry resumes the run from its checkpoint."""
+    (task,) = _tasks(smoke_spec, smoke_budgets, tmp_path, epochs=20.0, checkpoint_every_steps=5)[:1]
+    task = RunTask(task.run_id, task.label, task.config_json, task.run_dir, 1.0, 2.0)
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
+    thread.start()
+    marker = task.run_dir / "worker.json"
+    state = task.run_dir / "ckpt" / "state.json"
+    deadline = time.monotonic() + 300
+    while not (marker.exists() and state.exists() and json.loads(state.read_text())["step"] >= 10):
+        assert time.monotonic() < deadline, "run never checkpointed"
+        assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
+        time.sleep(0.2)
+    first = json.loads(marker.read_text())
+    os.kill(first["pid"], signal.SIGKILL)
+    thread.join(timeout=600)
+
+    assert [o.status for o in outcomes] == ["completed"]
+    second = json.loads(marker.read_text())
+    assert second["pid"] != first["pid"] and second["resume_from_step"] >= 10
+    assert (task.run_dir / "torchrun.log").exists()  # it did train under torchrun
+    result = json.loads((task.run_dir / "result.json").read_text())
+    steps = pq.read_table(task.run_dir / "metrics.parquet").column("step").to_pylist()
+    assert steps == list(range(1, result["steps"] + 1))  # every step once: no stale rank wrote
