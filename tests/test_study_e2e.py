@@ -91,7 +91,7 @@ def test_smoke_study_end_to_end(tmp_path: Path) -> None:
 
     # The report: self-contained (plotly inline, no CDN) with every section.
     html = Path(summary["report_path"]).read_text()
-    assert "cdn.plot.ly" not in html and len(html) > 1_000_000
+    assert "<script src=" not in html and len(html) > 1_000_000  # plotly.js inlined
     parser = _Headings()
     parser.feed(html)
     text = " ".join(parser.headings)
