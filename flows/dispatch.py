@@ -73,6 +73,21 @@ class GridProgress:
     failed: int = 0
     skipped: int = 0
     running: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # run_id -> "dlm/xs/25K/ep96/s0"
+
+    @property
+    def fraction_done(self) -> float:
+        """Share of this sweep's work done: finished runs plus the step share of running ones
+        (skipped runs are no work). Evaluations are not weighed apart: an estimate."""
+        work = self.total - self.skipped
+        if work <= 0:
+            return 1.0
+        partial = sum(
+            min(float(p.get("step") or 0) / float(p["total_steps"]), 1.0)
+            for p in self.running.values()
+            if p.get("total_steps")
+        )
+        return min((self.done + self.failed + partial) / work, 1.0)
 
     @property
     def tokens_per_s(self) -> float:
@@ -153,7 +168,7 @@ def run_grid(
     import ray
     from ray.util.placement_group import remove_placement_group
 
-    progress = GridProgress(total=len(tasks))
+    progress = GridProgress(total=len(tasks), labels={t.run_id: t.label for t in tasks})
     outcomes: dict[str, RunOutcome] = {}
     todo = []
     for task in tasks:
@@ -343,11 +358,21 @@ def format_progress(progress: GridProgress, elapsed_s: float) -> str:
     """One status line: ``runs 3/12 · 2 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s``."""
     minutes, seconds = divmod(int(elapsed_s), 60)
     finished = progress.done + progress.failed + progress.skipped
-    return (
+    line = (
         f"runs {finished}/{progress.total} · {progress.done} done · {progress.failed} failed · "
         f"{len(progress.running)} running · {progress.skipped} skipped · "
         f"{progress.tokens_per_s / 1000:.1f}k tok/s · {minutes}m{seconds:02d}s"
     )
+    frac = progress.fraction_done
+    if 0.02 <= frac < 1.0:  # too early an estimate is noise
+        left = int(elapsed_s * (1.0 - frac) / frac)
+        line += f" · ~{left // 60}m{left % 60:02d}s left"
+    now = [
+        f"{progress.labels.get(run_id, run_id)} {100 * min(p['step'] / p['total_steps'], 1):.0f}%"
+        for run_id, p in sorted(progress.running.items())
+        if p.get("total_steps")
+    ]
+    return line + (" · now: " + ", ".join(now) if now else "")
 
 
 class TerminalProgress:

@@ -25,7 +25,7 @@ OFFLINE_ENV: dict[str, str] = {
 
 
 class StudySettings(BaseSettings):
-    """Where studies write and how they reach shared services; override with CROSSOVER_* env vars."""
+    """Where studies write and how they reach services; override with CROSSOVER_* env vars."""
 
     model_config = SettingsConfigDict(env_prefix="CROSSOVER_", frozen=True, extra="ignore")
 
@@ -35,7 +35,7 @@ class StudySettings(BaseSettings):
     )
     ray_address: str | None = Field(
         default=None,
-        description="Ray cluster to dispatch to ('auto' or 'ray://host:port'); None starts a local Ray.",
+        description="Ray cluster to use ('auto' or 'ray://host:port'); None starts a local Ray.",
     )
     ray_num_cpus: int | None = Field(
         default=None, ge=1, le=4096, description="CPUs for the embedded local Ray (default: all)."

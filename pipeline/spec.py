@@ -106,7 +106,11 @@ class DedupSpec(_Frozen):
 class EvalSetSpec(_Frozen):
     """HellaSwag-style multiple choice built from held-out documents."""
 
-    n_items: int = Field(default=200, ge=1, description="Items wanted; held-out documents are reused at new offsets when fewer.")
+    n_items: int = Field(
+        default=200,
+        ge=1,
+        description="Items wanted; held-out documents are reused at new offsets when fewer.",
+    )
     n_distractors: int = Field(default=3, ge=1, le=31, description="Wrong continuations per item.")
     context_tokens: int = Field(default=64, ge=1, description="Tokens of context.")
     continuation_tokens: int = Field(default=16, ge=1, description="Tokens per continuation.")

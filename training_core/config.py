@@ -84,7 +84,7 @@ class EvalConfig(BaseModel):
     at_epochs: tuple[float, ...] = Field(
         default=(),
         description="Also evaluate when training crosses each of these epoch counts (e.g. a "
-        "log-spaced grid: dense where a crossover is likely, sparse late, at a fraction of the cost).",
+        "log-spaced grid: dense where a crossover is likely, sparse late, for less eval cost).",
     )
     at_start: bool = Field(default=True, description="Evaluate the initial model (step 0).")
     val_max_tokens: int = Field(

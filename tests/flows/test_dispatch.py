@@ -151,3 +151,13 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
     result = json.loads((task.run_dir / "result.json").read_text())
     steps = pq.read_table(task.run_dir / "metrics.parquet").column("step").to_pylist()
     assert steps == list(range(1, result["steps"] + 1))  # every step once: no stale rank wrote
+
+
+def test_progress_line_names_running_runs_and_estimates_time_left() -> None:
+    progress = GridProgress(total=4, done=1, skipped=1, labels={"a": "dlm/xs/25K/ep96/s0"})
+    progress.running = {"a": {"step": 50, "total_steps": 100, "tokens_per_s": 12000.0}}
+    # work = 3 runs (one skipped); done 1 + half of one = 1.5 / 3 -> half the work in 60 s
+    assert progress.fraction_done == 0.5
+    line = format_progress(progress, 60)
+    assert "~1m00s left" in line and "now: dlm/xs/25K/ep96/s0 50%" in line
+    assert "left" not in format_progress(GridProgress(total=2), 5)  # nothing done: no guess
