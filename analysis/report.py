@@ -7,6 +7,7 @@ every figure is embedded without it.
 from __future__ import annotations
 
 import html
+import importlib.util
 import math
 import os
 import shutil
@@ -370,12 +371,19 @@ def find_chromium() -> str | None:
     return None
 
 
-def export_png(fig: go.Figure, path: Path) -> str:
-    """Write ``fig`` as PNG with kaleido when a Chromium exists; returns what happened."""
+def png_unavailable_reason() -> str | None:
+    """Why PNG export cannot run here (kaleido missing, or no Chromium), or None when it can."""
+    if importlib.util.find_spec("kaleido") is None:
+        return "kaleido is not installed (pip install '.[png]')"
     if find_chromium() is None:
-        return (
-            "PNG export skipped: no Chromium on this machine (install chromium or set BROWSER_PATH)"
-        )
+        return "no Chromium on this machine (install chromium or set BROWSER_PATH)"
+    return None
+
+
+def export_png(fig: go.Figure, path: Path) -> str:
+    """Write ``fig`` as PNG with kaleido when it and a Chromium exist; returns what happened."""
+    if (reason := png_unavailable_reason()) is not None:
+        return f"PNG export skipped: {reason}"
     try:
         fig.write_image(str(path))
     except Exception as err:  # kaleido/choreographer failures must not lose the HTML report

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 from analysis_fixtures import make_run
 
-from analysis.report import build_figures, find_chromium, write_report
+from analysis.report import build_figures, png_unavailable_reason, write_report
 from analysis.store import ResultsStore
 from analysis.study import analyze_study
 from analysis.synthetic import SyntheticStudySpec, write_synthetic_study
@@ -97,7 +97,7 @@ def test_report_on_synthetic_study_has_every_section(synthetic_db: Path, tmp_pat
     assert outline.tables >= 4  # crossovers, law parameters, C_crit fits, runs
     assert "non-finite loss at step" in text  # the failed run and its reason
     assert "rd_star" in text and "demo" in text
-    if find_chromium() is None:
+    if png_unavailable_reason() is not None:
         assert "PNG export skipped" in text
     else:
         assert (tmp_path / "report" / "crossover.png").exists()
