@@ -77,23 +77,13 @@ def test_kill_9_mid_run_resumes_from_checkpoint(
     from analysis.store import ResultsStore
 
     (task,) = _tasks(smoke_spec, smoke_budgets, tmp_path, epochs=40.0, checkpoint_every_steps=5)[:1]
-    outcomes: list = []
-    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
-    thread.start()
-    marker = task.run_dir / "worker.json"
-    state = task.run_dir / "ckpt" / "state.json"
-    deadline = time.monotonic() + 300
-    while not (marker.exists() and state.exists() and json.loads(state.read_text())["step"] >= 10):
-        assert time.monotonic() < deadline, "run never checkpointed"
-        assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
-        time.sleep(0.2)
-    first = json.loads(marker.read_text())
+    thread, outcomes, first = _start_until_checkpointed(task)
     assert first["resume_from_step"] is None
     os.kill(first["pid"], signal.SIGKILL)
     thread.join(timeout=600)
 
     assert [o.status for o in outcomes] == ["completed"]
-    second = json.loads(marker.read_text())
+    second = json.loads((task.run_dir / "worker.json").read_text())
     assert second["pid"] != first["pid"]
     assert second["resume_from_step"] >= 10  # Ray's retry resumed; it did not start over
     result = json.loads((task.run_dir / "result.json").read_text())
@@ -130,22 +120,12 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
     the Ray worker takes its ranks along; Ray's retry resumes the run from its checkpoint."""
     (task,) = _tasks(smoke_spec, smoke_budgets, tmp_path, epochs=20.0, checkpoint_every_steps=5)[:1]
     task = RunTask(task.run_id, task.label, task.config_json, task.run_dir, 1.0, 2.0)
-    outcomes: list = []
-    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
-    thread.start()
-    marker = task.run_dir / "worker.json"
-    state = task.run_dir / "ckpt" / "state.json"
-    deadline = time.monotonic() + 300
-    while not (marker.exists() and state.exists() and json.loads(state.read_text())["step"] >= 10):
-        assert time.monotonic() < deadline, "run never checkpointed"
-        assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
-        time.sleep(0.2)
-    first = json.loads(marker.read_text())
+    thread, outcomes, first = _start_until_checkpointed(task)
     os.kill(first["pid"], signal.SIGKILL)
     thread.join(timeout=600)
 
     assert [o.status for o in outcomes] == ["completed"]
-    second = json.loads(marker.read_text())
+    second = json.loads((task.run_dir / "worker.json").read_text())
     assert second["pid"] != first["pid"] and second["resume_from_step"] >= 10
     assert (task.run_dir / "torchrun.log").exists()  # it did train under torchrun
     result = json.loads((task.run_dir / "result.json").read_text())
@@ -161,3 +141,19 @@ def test_progress_line_names_running_runs_and_estimates_time_left() -> None:
     line = format_progress(progress, 60)
     assert "~1m00s left" in line and "now: dlm/xs/25K/ep96/s0 50%" in line
     assert "left" not in format_progress(GridProgress(total=2), 5)  # nothing done: no guess
+
+
+def _start_until_checkpointed(task: RunTask) -> tuple[threading.Thread, list, dict]:
+    """Run ``task`` through run_grid in a thread until it has checkpointed step 10; returns the
+    thread, the list its outcomes land in, and the worker marker (pid of the training process)."""
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
+    thread.start()
+    marker = task.run_dir / "worker.json"
+    state = task.run_dir / "ckpt" / "state.json"
+    deadline = time.monotonic() + 300
+    while not (marker.exists() and state.exists() and json.loads(state.read_text())["step"] >= 10):
+        assert time.monotonic() < deadline, "run never checkpointed"
+        assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
+        time.sleep(0.2)
+    return thread, outcomes, json.loads(marker.read_text())
