@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -126,15 +126,17 @@ def connect_ray(
     num_cpus: int | None,
     temp_dir: Path | None = None,
     num_gpus: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Connect to ``address`` or start an embedded Ray (``num_gpus`` None: detect); returns True
-    when this call connected or started it (the caller then shuts it down)."""
+    when this call connected or started it (the caller then shuts it down). ``env``: more
+    environment variables for every worker, on top of ``worker_env()``."""
     import ray
 
     if ray.is_initialized():
         return False
     common: dict[str, Any] = {
-        "runtime_env": {"env_vars": worker_env()},
+        "runtime_env": {"env_vars": {**worker_env(), **(env or {})}},
         "logging_level": logging.ERROR,
         "log_to_driver": False,  # worker stdout would interleave with the progress line
         "configure_logging": True,

@@ -24,6 +24,7 @@ and keeps its own shards. A checkpoint written with one world size resumes with 
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -102,8 +103,18 @@ def init_from_env() -> bool:
 
 
 def shutdown() -> None:
-    """Leave the process group; the barrier first (teardown otherwise aborts now and then)."""
+    """Leave the process group cleanly: free what still refers to it, wait for every rank, then
+    destroy it.
+
+    FSDP2 modules and their optimizer sit in reference cycles (hooks that point back at their
+    module), so CPython frees them only at a garbage collection, and without one that is during
+    interpreter shutdown, after ``destroy_process_group``: gloo's threads then release tensors
+    with Python references while the interpreter is being torn down, and the process aborts
+    (SIGABRT) now and then. Collecting first frees them while the group and the interpreter are
+    both alive; the barrier keeps a fast rank from destroying the group under a slow one.
+    """
     if dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 

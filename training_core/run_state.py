@@ -56,6 +56,7 @@ class Run:
     par: Parallel = field(default_factory=Parallel)  # one process unless launched by torchrun
     progress: Progress = field(default_factory=Progress)
     last_ckpt_step: int = -1
+    resumed_from: int | None = None  # the checkpoint's step when this session resumed one
     session_t0: float = field(default_factory=time.perf_counter)
     session_wall0: float = 0.0  # progress.wall_s when this session started
 

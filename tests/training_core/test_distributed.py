@@ -22,6 +22,7 @@ from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import RunConfig, train_run
 from training_core.distributed import Parallel
+from training_core.trainer import HOLD_ENV
 
 torch.set_num_threads(1)
 
@@ -83,9 +84,13 @@ class _Procs:
         self.started: list[subprocess.Popen] = []
         self.ranks: set[int] = set()
 
-    def start(self, argv: list[str], log: Path) -> subprocess.Popen:
+    def start(
+        self, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env())
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env={**_env(), **(env or {})}
+            )
         self.started.append(proc)
         return proc
 
@@ -150,8 +155,6 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, procs: _Procs) -> 
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)
 
 
-# Out of the default run: timing-dependent (the run once finished before the kill landed).
-@pytest.mark.slow
 def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _Procs) -> None:
     data = tiny_data(tmp_path)
     model = {"tie_embeddings": True}  # the tied-name path of the gathered checkpoint
@@ -163,13 +166,15 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
     run_dir = tmp_path / "dist"
     argv = _torchrun(cfg, run_dir, tmp_path / "cfg.json")
     log = tmp_path / "dist.log"
-    first = procs.start(argv, log)
+    # The first attempt holds after its checkpoint of step 5: the kill lands mid-run, always.
+    first = procs.start(argv, log, {HOLD_ENV: "5"})
     state = run_dir / "ckpt" / "state.json"
-    deadline = time.monotonic() + 300
-    while not (state.exists() and json.loads(state.read_text())["step"] >= 5):
+    deadline = time.monotonic() + 600
+    while not (state.exists() and "holding after" in log.read_text()):
         assert first.poll() is None, f"run ended before the kill: {log.read_text()[-4000:]}"
-        assert time.monotonic() < deadline, "run never checkpointed"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"run never checkpointed: {log.read_text()[-4000:]}"
+        time.sleep(0.1)
+    assert json.loads(state.read_text())["step"] == 5
     ranks = _descendants(first.pid)
     procs.ranks.update(ranks)
     first.kill()  # torchrun dies; its ranks (new sessions) follow via launch's owner watch
@@ -179,8 +184,9 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
         assert time.monotonic() < deadline, "ranks outlived their torchrun"
         time.sleep(0.2)
     assert not (run_dir / "result.json").exists()
-    killed_at = json.loads(state.read_text())["step"]
-    assert killed_at < single.steps
+    assert json.loads(state.read_text())["step"] == 5 < single.steps
+    steps = pd.read_parquet(run_dir / "metrics.parquet")["step"].tolist()
+    assert steps == list(range(1, 6))  # rows up to the checkpoint, flushed before it
 
     _run_to_end(procs, argv, log)
     result = json.loads((run_dir / "result.json").read_text())

@@ -1,0 +1,40 @@
+"""Helpers for the dispatch tests: an embedded Ray for one module, and smoke-grid tasks."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import ray
+
+from flows.dispatch import RunTask, connect_ray
+from flows.grid import expand_grid
+
+
+def embedded_ray(env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Body of a module-scoped fixture: one embedded Ray (start-up costs seconds), shut down at
+    the end. It declares 2 GPUs (Ray only counts them) so the multi-GPU placement-group path is
+    exercised; ``env`` goes to every worker."""
+    temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # Ray's socket paths must stay short
+    try:
+        assert connect_ray(None, num_cpus=2, temp_dir=temp, num_gpus=2, env=env)
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def smoke_tasks(smoke_spec, smoke_budgets, runs_root: Path, **update) -> list[RunTask]:
+    """The first two runs of the smoke grid as tasks under ``runs_root``; ``update`` changes
+    their configs (a new config, so a new run id)."""
+    _, manifests = smoke_budgets
+    runs = expand_grid(smoke_spec, manifests)[:2]
+    tasks = []
+    for run in runs:
+        cfg = run.config.model_copy(update=update) if update else run.config
+        tasks.append(
+            RunTask(cfg.run_id, run.label, cfg.model_dump_json(), runs_root / cfg.run_id, 1.0, 0.0)
+        )
+    return tasks

@@ -1,0 +1,110 @@
+"""Resume after kill -9 on a real embedded Ray, single-process and under torchrun.
+
+This module's Ray gives its workers ``HOLD_ENV`` = 10: a run that starts fresh stops training
+right after its checkpoint of step 10 and waits there, so the kill always lands mid-run (never
+after the run has finished, however loaded the machine). The retry resumes from that checkpoint,
+and a resumed run never holds, so it trains to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from dispatch_fixtures import embedded_ray, smoke_tasks
+
+from flows.dispatch import RunTask, run_grid
+from training_core.trainer import HOLD_ENV
+
+HOLD_AT = 10  # a multiple of checkpoint_every_steps below, before the first eval's checkpoint
+
+
+@pytest.fixture(scope="module")
+def held_ray() -> Iterator[None]:
+    yield from embedded_ray(env={HOLD_ENV: str(HOLD_AT)})
+
+
+def test_kill_9_mid_run_resumes_from_checkpoint(
+    held_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    from analysis.store import ResultsStore
+
+    task = _task(smoke_spec, smoke_budgets, tmp_path)
+    thread, outcomes, first = _start_until_held(task)
+    assert first["resume_from_step"] is None
+    os.kill(first["pid"], signal.SIGKILL)
+    thread.join(timeout=600)
+
+    assert [o.status for o in outcomes] == ["completed"]
+    second = json.loads((task.run_dir / "worker.json").read_text())
+    assert second["pid"] != first["pid"]
+    assert second["resume_from_step"] == HOLD_AT  # Ray's retry resumed; it did not start over
+    result = json.loads((task.run_dir / "result.json").read_text())
+    steps = pq.read_table(task.run_dir / "metrics.parquet").column("step").to_pylist()
+    assert steps == list(range(1, result["steps"] + 1))  # every step exactly once
+    with ResultsStore(tmp_path / "results.duckdb") as store:
+        store.ingest_runs_root(tmp_path)
+        runs = store.query("SELECT run_id, status FROM runs")
+    assert runs.to_dict("records") == [{"run_id": task.run_id, "status": "completed"}]
+
+
+def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
+    held_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    """Ray declares 2 GPUs, so this run trains in 2 torchrun processes (gloo on the CPU). Killing
+    the Ray worker takes its ranks along; Ray's retry resumes the run from its checkpoint."""
+    task = _task(smoke_spec, smoke_budgets, tmp_path)
+    task = _task(smoke_spec, smoke_budgets, tmp_path, gpus=2.0)
+    thread, outcomes, first = _start_until_held(task)
+    os.kill(first["pid"], signal.SIGKILL)
+    thread.join(timeout=600)
+
+    assert [o.status for o in outcomes] == ["completed"]
+    second = json.loads((task.run_dir / "worker.json").read_text())
+    assert second["pid"] != first["pid"] and second["resume_from_step"] == HOLD_AT
+    assert (task.run_dir / "torchrun.log").exists()  # it did train under torchrun
+    result = json.loads((task.run_dir / "result.json").read_text())
+    steps = pq.read_table(task.run_dir / "metrics.parquet").column("step").to_pylist()
+    assert steps == list(range(1, result["steps"] + 1))  # every step once: no stale rank wrote
+
+
+def _task(smoke_spec, smoke_budgets, runs_root: Path, gpus: float = 0.0) -> RunTask:
+    """The smoke grid's first run for 4 epochs (64 steps), checkpointed every 5 steps."""
+    (task,) = smoke_tasks(
+        smoke_spec, smoke_budgets, runs_root, epochs=4.0, checkpoint_every_steps=5
+    )[:1]
+    return RunTask(task.run_id, task.label, task.config_json, task.run_dir, 1.0, gpus)
+
+
+def _start_until_held(task: RunTask) -> tuple[threading.Thread, list, dict]:
+    """Run ``task`` through run_grid in a thread until it holds at its checkpoint of step
+    ``HOLD_AT``; returns the thread, the list its outcomes land in, and the worker marker (pid of
+    the training process)."""
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
+    thread.start()
+    marker = task.run_dir / "worker.json"
+    state = task.run_dir / "ckpt" / "state.json"
+    deadline = time.monotonic() + 600
+    while not (marker.exists() and _step(state) >= HOLD_AT):
+        assert time.monotonic() < deadline, "run never checkpointed"
+        assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
+        time.sleep(0.2)
+    time.sleep(1.0)  # were the hold broken, the run would checkpoint step 15 meanwhile
+    assert _step(state) == HOLD_AT  # it holds: nothing trains past the checkpoint
+    return thread, outcomes, json.loads(marker.read_text())
+
+
+def _step(state: Path) -> int:
+    """Step of the run's checkpoint; -1 before the first, or while a new one is swapped in."""
+    try:
+        return json.loads(state.read_text())["step"]
+    except FileNotFoundError:
+        return -1
