@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flows_fixtures import free_ports
 
 from flows.spec import StudySpec, load_preset
 from pipeline.manifest import BudgetManifest
@@ -46,10 +46,8 @@ def home_with_budgets(tmp_path: Path, smoke_spec: StudySpec) -> Path:
 
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1 (chosen at run time, never hard-coded)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port free right now on 127.0.0.1."""
+    return free_ports(1)[0]
 
 
 @pytest.fixture

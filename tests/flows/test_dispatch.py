@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dispatch_fixtures import embedded_ray, smoke_tasks
+from flows_fixtures import embedded_ray, smoke_tasks
 
 from flows.dispatch import GridProgress, RunTask, format_progress, run_grid
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from dispatch_fixtures import embedded_ray, smoke_tasks
+from flows_fixtures import embedded_ray, smoke_tasks
 
 from flows.dispatch import RunTask, run_grid
 from training_core.trainer import HOLD_ENV

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from flows_fixtures import free_ports
 
 RAY_BIN = Path(sys.executable).parent / "ray"
 
@@ -46,10 +47,14 @@ def _wait_port(port: int, timeout: float) -> None:
 
 
 @pytest.fixture
-def ray_head(free_port: int, short_tmp: Path, cli_env: dict) -> Iterator[tuple[str, Path]]:
+def ray_head(short_tmp: Path, cli_env: dict) -> Iterator[tuple[str, Path]]:
+    # Ray's fixed defaults (client server 10001, dashboard agent 52365) could be taken by another
+    # Ray on the machine: every port this head listens on is chosen here at run time.
+    gcs, client, agent = free_ports(3)
     cmd = [
         str(RAY_BIN), "start", "--head", "--block",
-        "--node-ip-address", "127.0.0.1", "--port", str(free_port),
+        "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+        "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
         "--num-cpus", "1", "--num-gpus", "0",
         "--include-dashboard", "false", "--disable-usage-stats",
         "--temp-dir", str(short_tmp),
@@ -59,8 +64,8 @@ def ray_head(free_port: int, short_tmp: Path, cli_env: dict) -> Iterator[tuple[s
         cmd, env=cli_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        _wait_port(free_port, timeout=120)
-        yield f"127.0.0.1:{free_port}", short_tmp
+        _wait_port(gcs, timeout=120)
+        yield f"127.0.0.1:{gcs}", short_tmp
     finally:
         for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
             try:

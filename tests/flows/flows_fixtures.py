@@ -1,8 +1,9 @@
-"""Helpers for the dispatch tests: an embedded Ray for one module, and smoke-grid tasks."""
+"""Helpers for the flows tests: free ports, an embedded Ray for one module, smoke-grid tasks."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -38,3 +39,16 @@ def smoke_tasks(smoke_spec, smoke_budgets, runs_root: Path, **update) -> list[Ru
             RunTask(cfg.run_id, run.label, cfg.model_dump_json(), runs_root / cfg.run_id, 1.0, 0.0)
         )
     return tasks
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free right now on 127.0.0.1 (chosen at run time, never
+    hard-coded): all bound at once, so the kernel cannot hand out the same port twice."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
