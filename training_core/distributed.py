@@ -13,8 +13,10 @@ over ranks, so the reduced gradient is the single-process mean over the whole ba
 numbers up to float summation order). A rank with no rows in a micro-batch (a short last step)
 still runs one row with weight 0: every rank must join every FSDP collective.
 
-Objective noise (DLM masks, AR input noise) is drawn per rank from a stream seeded by
-(seed, step, rank): the same distribution as one process, not the same draws.
+Objective noise (DLM times and masks, AR input noise) is drawn by every rank for the whole
+micro-batch from the stream seeded by (seed, step), as one process draws it; each rank then
+scores its own rows (``Objective.loss(..., rows)``). A sharded DLM run therefore sees the very
+masks of the single-process run and reaches the same numbers up to float summation order.
 
 Checkpoints keep the single-process format (``checkpoint.py``: safetensors, no pickle): the full
 model and optimizer state are gathered to rank 0's CPU (``get_*_state_dict`` with
@@ -57,18 +59,18 @@ class Parallel:
     def active(self) -> bool:
         return self.world > 1
 
-    def local_rows(self, micro: torch.Tensor, batch_rows: int) -> tuple[torch.Tensor, float]:
-        """This rank's rows of ``micro`` (B_m, T) and the loss weight that makes the reduced
+    def local_rows(self, n_rows: int, batch_rows: int) -> tuple[slice, float]:
+        """This rank's rows of a micro-batch of ``n_rows`` (``tensor_split``'s cut: the first
+        ``n_rows % world`` ranks get one more) and the loss weight that makes the rank-averaged
         gradient the mean over all ``batch_rows`` sequences of the step."""
         if not self.active:
-            return micro, len(micro) / batch_rows
-        rows = torch.tensor_split(micro, self.world)[self.rank]  # (B_m / world or one fewer, T)
-        if len(rows) == 0:
-            return micro[:1], 0.0  # joins the collectives, contributes nothing
-        return rows, self.world * len(rows) / batch_rows
-
-    def noise_seed_parts(self, seed: int, tag: int, step: int) -> tuple[int, ...]:
-        return (seed, tag, step) if not self.active else (seed, tag, step, self.rank)
+            return slice(0, n_rows), n_rows / batch_rows
+        base, extra = divmod(n_rows, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        size = base + (self.rank < extra)
+        if size == 0:
+            return slice(0, 1), 0.0  # joins the collectives, contributes nothing
+        return slice(start, start + size), self.world * size / batch_rows
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """Sum of ``value`` over ranks (in place; the identity with one process)."""

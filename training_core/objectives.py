@@ -53,12 +53,18 @@ class ObjectiveConfig(BaseModel):
 
 
 class Objective(Protocol):
-    """What the trainer needs: the attention mask and a scalar loss with float stats."""
+    """What the trainer needs: the attention mask and a scalar loss with float stats.
+
+    ``loss`` draws its noise for every row of ``tokens`` (B, T) and returns the mean loss over
+    ``tokens[rows]`` (all rows when ``rows`` is None). A data-parallel rank passes the whole
+    micro-batch and its own slice, so the noise a row gets never depends on how the batch is
+    split over ranks: a sharded run draws exactly what one process draws.
+    """
 
     causal: bool
 
     def loss(
-        self, model: nn.Module, tokens: Tensor, gen: torch.Generator
+        self, model: nn.Module, tokens: Tensor, gen: torch.Generator, rows: slice | None = None
     ) -> tuple[Tensor, dict[str, float]]: ...
 
 
@@ -107,10 +113,12 @@ class AutoregressiveObjective:
         return torch.where(hit, noise, inputs)
 
     def loss(
-        self, model: nn.Module, tokens: Tensor, gen: torch.Generator
+        self, model: nn.Module, tokens: Tensor, gen: torch.Generator, rows: slice | None = None
     ) -> tuple[Tensor, dict[str, float]]:
-        inputs, targets = self.noise_inputs(tokens[:, :-1], gen), tokens[:, 1:]  # (B, T-1) each
-        logits = model(inputs, causal=True)  # (B, T-1, V)
+        rows = slice(None) if rows is None else rows
+        inputs = self.noise_inputs(tokens[:, :-1], gen)[rows]  # (b, T-1): noise for all B rows
+        targets = tokens[rows, 1:]  # (b, T-1)
+        logits = model(inputs, causal=True)  # (b, T-1, V)
         main = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return _finish(model, main, {})
 
@@ -142,10 +150,12 @@ class MaskedDiffusionObjective:
         return noisy, mask, weight
 
     def loss(
-        self, model: nn.Module, tokens: Tensor, gen: torch.Generator
+        self, model: nn.Module, tokens: Tensor, gen: torch.Generator, rows: slice | None = None
     ) -> tuple[Tensor, dict[str, float]]:
-        B, T = tokens.shape
-        noisy, mask, weight = self.corrupt(tokens, gen)
+        noisy, mask, weight = self.corrupt(tokens, gen)  # t strata and masks over all B rows
+        if rows is not None:
+            tokens, noisy, mask, weight = tokens[rows], noisy[rows], mask[rows], weight[rows]
+        B, T = tokens.shape  # the rows this call scores
         logits = model(noisy, causal=False)  # (B, T, V): no label shift
         # CE at every position, kept where masked: static shapes, no device sync (vs logits[mask]).
         ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(B, T)

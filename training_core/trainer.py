@@ -221,17 +221,17 @@ def _train_step(run: Run) -> None:
     if run.device.type == "cuda":
         tokens = tokens.pin_memory()  # lets the copies below overlap with compute
     gen = torch.Generator(device=run.device)
-    # Objective noise: (seed, step), and the rank when sharded.
-    gen.manual_seed(derived_seed(*run.par.noise_seed_parts(cfg.seed, _TRAIN_NOISE, step)))
+    # Objective noise: a function of (seed, step) only; every rank draws it for the whole batch.
+    gen.manual_seed(derived_seed(cfg.seed, _TRAIN_NOISE, step))
     loss_sum = torch.zeros((), device=run.device)
     for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
         if len(micro) == 0:
             continue
         # This rank's rows; weight makes the (rank-averaged) gradient the mean over the step.
-        rows, weight = run.par.local_rows(micro, len(tokens))
+        rows, weight = run.par.local_rows(len(micro), len(tokens))
         with run.autocast():
             loss, _stats = run.objective.loss(
-                run.model, rows.to(run.device, non_blocking=True), gen
+                run.model, micro.to(run.device, non_blocking=True), gen, rows
             )
         (loss * weight).backward()
         loss_sum += loss.detach() * weight

@@ -127,21 +127,26 @@ def _frames(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_local_rows_split_every_micro_batch_disjointly() -> None:
     micro = torch.arange(7).view(7, 1)  # (B_m, T) = (7, 1)
-    shards = [Parallel(r, 3).local_rows(micro, 10) for r in range(3)]
-    rows = torch.cat([s[0] for s in shards]).flatten().tolist()
+    shards = [Parallel(r, 3).local_rows(len(micro), 10) for r in range(3)]
+    rows = torch.cat([micro[s] for s, _ in shards]).flatten().tolist()
     assert rows == list(range(7))  # disjoint, in order, nothing dropped
+    expected = [part.flatten().tolist() for part in torch.tensor_split(micro, 3)]
+    assert [micro[s].flatten().tolist() for s, _ in shards] == expected  # tensor_split's cut
     # Rank-averaged gradient = mean over the step's 10 sequences: sum(w_r / world) = 7 / 10.
     assert sum(w for _, w in shards) / 3 == pytest.approx(0.7)
-    empty, weight = Parallel(1, 2).local_rows(micro[:1], 10)  # one row, two ranks
-    assert len(empty) == 1 and weight == 0.0  # joins the collectives, adds nothing
-    assert Parallel().local_rows(micro, 10)[1] == pytest.approx(0.7)
+    empty, weight = Parallel(1, 2).local_rows(1, 10)  # one row, two ranks
+    assert len(micro[empty]) == 1 and weight == 0.0  # joins the collectives, adds nothing
+    assert Parallel().local_rows(7, 10) == (slice(0, 7), pytest.approx(0.7))
 
 
-def test_two_gloo_processes_match_one_process(tmp_path: Path, procs: _Procs) -> None:
+@pytest.mark.parametrize("kind", ["ar", "dlm"])
+def test_two_gloo_processes_match_one_process(kind: str, tmp_path: Path, procs: _Procs) -> None:
+    """The DLM too: every rank draws the whole batch's masks, so the sharded run sees the very
+    noise of the single-process run (not just the same distribution)."""
     data = tiny_data(tmp_path)
     # 131 samples: 8 full steps then one of 3 rows, split [2, 1] by grad_accum, so one rank gets
     # no row of the last micro-batch (the weight-0 path).
-    cfg = tiny_config(data, kind="ar", epochs=131 / 128, optim={"grad_accum": 2})
+    cfg = tiny_config(data, kind=kind, epochs=131 / 128, optim={"grad_accum": 2})
     single = train_run(cfg, tmp_path / "single")
     run_dir = tmp_path / "dist"
     _run_to_end(procs, _torchrun(cfg, run_dir, tmp_path / "cfg.json"), tmp_path / "dist.log")
