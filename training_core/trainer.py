@@ -13,7 +13,6 @@ resume exactly where an uninterrupted run would be.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.distributed import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
+from training_core.faults import hold_if_asked
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
 from training_core.objectives import build_objective
@@ -37,10 +37,6 @@ from training_core.schedule import lr_at
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
 _TRAIN_NOISE = 1  # stream tag for derived_seed; evaluation uses its own tags
-# Fault injection for kill tests (never set in a study): a run that started fresh waits, without
-# training further, once it has checkpointed step >= this value, until something kills it. A
-# "killed mid-run" test then kills at a fixed point instead of racing the run's end.
-HOLD_ENV = "TRAINING_CORE_HOLD_AFTER_CHECKPOINT"
 
 
 class StopRun(Exception):
@@ -309,18 +305,7 @@ def _checkpoint(run: Run) -> None:
     else:
         save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
     run.last_ckpt_step = run.progress.step
-    _hold_if_asked(run)
-
-
-def _hold_if_asked(run: Run) -> None:
-    """Wait here for good when ``HOLD_ENV`` asks for it (see its comment); resumed runs never
-    wait, so the retry after the kill trains to the end."""
-    hold_at = os.environ.get(HOLD_ENV)
-    if hold_at is None or run.resumed_from is not None or run.progress.step < int(hold_at):
-        return
-    print(f"{HOLD_ENV}: holding after the checkpoint of step {run.progress.step}", flush=True)
-    while True:
-        time.sleep(1.0)
+    hold_if_asked(run.progress.step, resumed=run.resumed_from is not None)
 
 
 def _progress_event(run: Run) -> dict[str, Any]:

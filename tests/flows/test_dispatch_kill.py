@@ -21,7 +21,7 @@ import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
 from flows.dispatch import RunTask, run_grid
-from training_core.trainer import HOLD_ENV
+from training_core.faults import HOLD_ENV
 
 HOLD_AT = 10  # a multiple of checkpoint_every_steps below, before the first eval's checkpoint
 

@@ -22,7 +22,7 @@ from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import RunConfig, train_run
 from training_core.distributed import Parallel
-from training_core.trainer import HOLD_ENV
+from training_core.faults import HOLD_ENV
 
 torch.set_num_threads(1)
 
