@@ -110,10 +110,11 @@ def shutdown() -> None:
 
     FSDP2 modules and their optimizer sit in reference cycles (hooks that point back at their
     module), so CPython frees them only at a garbage collection, and without one that is during
-    interpreter shutdown, after ``destroy_process_group``: gloo's threads then release tensors
-    with Python references while the interpreter is being torn down, and the process aborts
-    (SIGABRT) now and then. Collecting first frees them while the group and the interpreter are
-    both alive; the barrier keeps a fast rank from destroying the group under a slow one.
+    interpreter shutdown, after ``destroy_process_group``. Tensors with Python references freed by
+    gloo's threads while the interpreter is torn down abort the process: the likely cause of the
+    rare SIGABRT seen at teardown. Collecting first frees them while the group and the
+    interpreter are both alive; the barrier keeps a fast rank from destroying the group under a
+    slow one.
     """
     if dist.is_initialized():
         gc.collect()
