@@ -287,6 +287,7 @@ def _train_in_worker(
     import torch
 
     from training_core import RunConfig, train_run
+    from training_core.checkpoint import checkpoint_step
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -298,7 +299,7 @@ def _train_in_worker(
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": time.time(),
-        "resume_from_step": _checkpoint_step(path),  # None: a fresh start
+        "resume_from_step": checkpoint_step(path),  # None: a fresh start
     }
     (path / WORKER_FILE).write_text(json.dumps(marker))
     cfg = RunConfig.model_validate_json(config_json)
@@ -319,19 +320,6 @@ def _train_in_worker(
         return train_torchrun(cfg, path, nproc, threads, report)
     result = train_run(cfg, path, on_progress=report)
     return result.model_dump(mode="json")
-
-
-def _checkpoint_step(run_dir: Path) -> int | None:
-    """Step of the checkpoint train_run will resume from (None when there is none)."""
-    from training_core.checkpoint import find_checkpoint
-
-    ckpt = find_checkpoint(run_dir)
-    if ckpt is None:
-        return None
-    try:
-        return int(json.loads((ckpt / "state.json").read_text())["step"])
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def _make_remote() -> tuple[Any, Any]:

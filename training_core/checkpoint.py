@@ -118,6 +118,18 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def checkpoint_step(run_dir: Path) -> int | None:
+    """Step of the checkpoint a run in ``run_dir`` would resume from (None when there is none,
+    or while one is being swapped in and neither copy can be read)."""
+    path = find_checkpoint(run_dir)
+    if path is None:
+        return None
+    try:
+        return int(read_state(path)["step"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +22,7 @@ import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
 from flows.dispatch import RunTask, run_grid
+from training_core.checkpoint import checkpoint_step
 from training_core.faults import HOLD_ENV
 
 HOLD_AT = 10  # a multiple of checkpoint_every_steps below, before the first eval's checkpoint
@@ -60,7 +62,6 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
 ) -> None:
     """Ray declares 2 GPUs, so this run trains in 2 torchrun processes (gloo on the CPU). Killing
     the Ray worker takes its ranks along; Ray's retry resumes the run from its checkpoint."""
-    task = _task(smoke_spec, smoke_budgets, tmp_path)
     task = _task(smoke_spec, smoke_budgets, tmp_path, gpus=2.0)
     thread, outcomes, first = _start_until_held(task)
     os.kill(first["pid"], signal.SIGKILL)
@@ -77,10 +78,8 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
 
 def _task(smoke_spec, smoke_budgets, runs_root: Path, gpus: float = 0.0) -> RunTask:
     """The smoke grid's first run for 4 epochs (64 steps), checkpointed every 5 steps."""
-    (task,) = smoke_tasks(
-        smoke_spec, smoke_budgets, runs_root, epochs=4.0, checkpoint_every_steps=5
-    )[:1]
-    return RunTask(task.run_id, task.label, task.config_json, task.run_dir, 1.0, gpus)
+    tasks = smoke_tasks(smoke_spec, smoke_budgets, runs_root, epochs=4.0, checkpoint_every_steps=5)
+    return replace(tasks[0], gpus=gpus)
 
 
 def _start_until_held(task: RunTask) -> tuple[threading.Thread, list, dict]:
@@ -91,20 +90,11 @@ def _start_until_held(task: RunTask) -> tuple[threading.Thread, list, dict]:
     thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
     thread.start()
     marker = task.run_dir / "worker.json"
-    state = task.run_dir / "ckpt" / "state.json"
     deadline = time.monotonic() + 600
-    while not (marker.exists() and _step(state) >= HOLD_AT):
+    while not (marker.exists() and (checkpoint_step(task.run_dir) or -1) >= HOLD_AT):
         assert time.monotonic() < deadline, "run never checkpointed"
         assert thread.is_alive(), f"run ended before it could be killed: {outcomes}"
         time.sleep(0.2)
     time.sleep(1.0)  # were the hold broken, the run would checkpoint step 15 meanwhile
-    assert _step(state) == HOLD_AT  # it holds: nothing trains past the checkpoint
+    assert checkpoint_step(task.run_dir) == HOLD_AT  # it holds: nothing trains past the checkpoint
     return thread, outcomes, json.loads(marker.read_text())
-
-
-def _step(state: Path) -> int:
-    """Step of the run's checkpoint; -1 before the first, or while a new one is swapped in."""
-    try:
-        return json.loads(state.read_text())["step"]
-    except FileNotFoundError:
-        return -1

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from training_core.checkpoint import CKPT_DIR, find_checkpoint, load_checkpoint, save_checkpoint
+from training_core.checkpoint import (
+    CKPT_DIR,
+    checkpoint_step,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training_core.model import Transformer, model_preset
 
 torch.set_num_threads(1)
@@ -65,10 +71,11 @@ def test_files_are_safetensors_and_json_only(tmp_path: Path) -> None:
 
 def test_falls_back_to_previous_after_crash_mid_swap(tmp_path: Path) -> None:
     model, opt = _model_and_opt(0)
-    assert find_checkpoint(tmp_path) is None
+    assert find_checkpoint(tmp_path) is None and checkpoint_step(tmp_path) is None
     save_checkpoint(tmp_path, model, opt, {"step": 1})
     # A crash between "ckpt -> ckpt.old" and "ckpt.tmp -> ckpt" leaves only ckpt.old.
     shutil.move(tmp_path / CKPT_DIR, tmp_path / f"{CKPT_DIR}.old")
     found = find_checkpoint(tmp_path)
     assert found is not None and found.name == f"{CKPT_DIR}.old"
+    assert checkpoint_step(tmp_path) == 1  # the step a resume would start from
     assert load_checkpoint(found, model, opt) == {"step": 1}

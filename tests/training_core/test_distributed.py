@@ -21,6 +21,7 @@ import torch
 from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import RunConfig, train_run
+from training_core.checkpoint import checkpoint_step
 from training_core.distributed import Parallel
 from training_core.faults import HOLD_ENV
 
@@ -173,13 +174,13 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
     log = tmp_path / "dist.log"
     # The first attempt holds after its checkpoint of step 5: the kill lands mid-run, always.
     first = procs.start(argv, log, {HOLD_ENV: "5"})
-    state = run_dir / "ckpt" / "state.json"
     deadline = time.monotonic() + 600
-    while not (state.exists() and "holding after" in log.read_text()):
+    while (checkpoint_step(run_dir) or -1) < 5:
         assert first.poll() is None, f"run ended before the kill: {log.read_text()[-4000:]}"
         assert time.monotonic() < deadline, f"run never checkpointed: {log.read_text()[-4000:]}"
         time.sleep(0.1)
-    assert json.loads(state.read_text())["step"] == 5
+    time.sleep(1.0)  # were the hold broken, the run would checkpoint step 10 meanwhile
+    assert checkpoint_step(run_dir) == 5  # it holds: nothing trains past the checkpoint
     ranks = _descendants(first.pid)
     procs.ranks.update(ranks)
     first.kill()  # torchrun dies; its ranks (new sessions) follow via launch's owner watch
@@ -189,7 +190,7 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
         assert time.monotonic() < deadline, "ranks outlived their torchrun"
         time.sleep(0.2)
     assert not (run_dir / "result.json").exists()
-    assert json.loads(state.read_text())["step"] == 5 < single.steps
+    assert checkpoint_step(run_dir) == 5 < single.steps
     steps = pd.read_parquet(run_dir / "metrics.parquet")["step"].tolist()
     assert steps == list(range(1, 6))  # rows up to the checkpoint, flushed before it
 
