@@ -23,7 +23,9 @@ from training_core.objectives import ObjectiveConfig
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 # Fields that change speed, logging or fault tolerance but not a single number the run computes.
-_NOT_HASHED = ("threads", "checkpoint_every_steps", "compile")
+# loss_impl: the fused head + CE computes the same loss and gradients (tests/training_core/
+# test_fused_ce.py), only faster / in less memory.
+_NOT_HASHED = ("threads", "checkpoint_every_steps", "compile", "loss_impl")
 
 
 class OptimConfig(BaseModel):
@@ -142,6 +144,11 @@ class RunConfig(BaseModel):
         default="fp32", description="bf16 autocasts on CUDA only; the CPU always trains in fp32."
     )
     compile: bool = False
+    loss_impl: Literal["plain", "chunked", "liger"] = Field(
+        default="plain",
+        description="LM head + cross-entropy: plain logits, our chunked autograd Function, or "
+        "liger-kernel's fused kernel (CUDA, the gpu extra). Same numbers; not hashed.",
+    )
     checkpoint_every_steps: int | None = Field(
         default=None, ge=1, description="Checkpoint every N steps (always at every eval)."
     )

@@ -237,7 +237,9 @@ class Transformer(nn.Module):
                     nn.init.trunc_normal_(lin.weight, std=s, a=-3 * s, b=3 * s)
         nn.init.ones_(self.norm.weight)
 
-    def forward(self, idx: Tensor, causal: bool) -> Tensor:
+    def forward(self, idx: Tensor, causal: bool, head: bool = True) -> Tensor:
+        """Logits ``(B, T, V)`` fp32; ``head=False`` stops before the LM head and returns the
+        final-normed hidden states ``(B, T, d)`` (for a fused head + loss, ``fused_ce.py``)."""
         T = idx.shape[1]
         if T <= self.rope_cos.shape[0]:
             cos, sin = self.rope_cos[:T], self.rope_sin[:T]
@@ -246,7 +248,10 @@ class Transformer(nn.Module):
         x = self.tok_emb(idx)  # (B, T, d)
         for block in self.layers:
             x = block(x, cos, sin, causal)
-        return self.lm_head(self.norm(x)).float()  # (B, T, V)
+        x = self.norm(x)
+        if not head:
+            return x  # (B, T, d)
+        return self.lm_head(x).float()  # (B, T, V)
 
     def aux_loss(self) -> Tensor:
         """Sum of the MoE balancing losses of the last forward (already scaled by their coef)."""

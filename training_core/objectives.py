@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from training_core.fused_ce import LOSS_IMPLS, linear_cross_entropy
+
 
 class ObjectiveConfig(BaseModel):
     """Which objective a run trains, with every AR/DLM difference a named switch."""
@@ -81,6 +83,24 @@ def sample_times(n: int, antithetic: bool, gen: torch.Generator, device: torch.d
     return _rand((n,), gen, device)
 
 
+def token_ce(
+    model: nn.Module, inputs: Tensor, targets: Tensor, causal: bool, loss_impl: str
+) -> Tensor:
+    """Per-token cross-entropy ``(B, T)`` of ``model(inputs)`` against ``targets``.
+
+    ``plain`` materialises the logits; ``chunked``/``liger`` stop the model before its LM head and
+    fuse head + CE (``fused_ce.py``), so (B*T, V) logits never exist. Same numbers either way.
+    """
+    if loss_impl == "plain":
+        logits = model(inputs, causal=causal)  # (B, T, V)
+        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        return ce.view(targets.shape)
+    hidden = model(inputs, causal=causal, head=False)  # (B, T, d)
+    weight = model.lm_head.weight  # (V, d); a compiled model forwards the attribute
+    ce = linear_cross_entropy(hidden.flatten(0, 1), weight, targets.flatten(), loss_impl)
+    return ce.view(targets.shape)
+
+
 def _finish(
     model: nn.Module, main: Tensor, extra: dict[str, Tensor]
 ) -> tuple[Tensor, dict[str, float]]:
@@ -97,8 +117,8 @@ class AutoregressiveObjective:
 
     causal = True
 
-    def __init__(self, cfg: ObjectiveConfig, mask_id: int) -> None:
-        self.cfg, self.mask_id = cfg, mask_id
+    def __init__(self, cfg: ObjectiveConfig, mask_id: int, loss_impl: str = "plain") -> None:
+        self.cfg, self.mask_id, self.loss_impl = cfg, mask_id, loss_impl
 
     def noise_inputs(self, inputs: Tensor, gen: torch.Generator) -> Tensor:
         """Replace a fraction ``ar_input_noise`` of inputs by the mask id or a random real token."""
@@ -118,8 +138,11 @@ class AutoregressiveObjective:
         rows = slice(None) if rows is None else rows
         inputs = self.noise_inputs(tokens[:, :-1], gen)[rows]  # (b, T-1): noise for all B rows
         targets = tokens[rows, 1:]  # (b, T-1)
-        logits = model(inputs, causal=True)  # (b, T-1, V)
-        main = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        if self.loss_impl == "plain":
+            logits = model(inputs, causal=True)  # (b, T-1, V)
+            main = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        else:
+            main = token_ce(model, inputs, targets, True, self.loss_impl).mean()
         return _finish(model, main, {})
 
 
@@ -128,8 +151,8 @@ class MaskedDiffusionObjective:
 
     causal = False
 
-    def __init__(self, cfg: ObjectiveConfig, mask_id: int) -> None:
-        self.cfg, self.mask_id = cfg, mask_id
+    def __init__(self, cfg: ObjectiveConfig, mask_id: int, loss_impl: str = "plain") -> None:
+        self.cfg, self.mask_id, self.loss_impl = cfg, mask_id, loss_impl
 
     def corrupt(self, tokens: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """-> (noisy tokens (B, T), mask (B, T) bool, per-sequence loss weight (B,))."""
@@ -156,18 +179,21 @@ class MaskedDiffusionObjective:
         if rows is not None:
             tokens, noisy, mask, weight = tokens[rows], noisy[rows], mask[rows], weight[rows]
         B, T = tokens.shape  # the rows this call scores
-        logits = model(noisy, causal=False)  # (B, T, V): no label shift
-        # CE at every position, kept where masked: static shapes, no device sync (vs logits[mask]).
-        ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(B, T)
+        # CE at every position (no label shift), kept where masked: static shapes, no device
+        # sync (vs logits[mask]).
+        ce = token_ce(model, noisy, tokens, False, self.loss_impl)  # (B, T)
         main = (ce * mask * weight[:, None]).sum() / (B * T)
         return _finish(model, main, {"mask_frac": mask.float().mean()})
 
 
-def build_objective(cfg: ObjectiveConfig, mask_id: int) -> Objective:
-    """The objective for ``cfg``; ``mask_id`` is the extra embedding row (= data vocab size)."""
+def build_objective(cfg: ObjectiveConfig, mask_id: int, loss_impl: str = "plain") -> Objective:
+    """The objective for ``cfg``; ``mask_id`` is the extra embedding row (= data vocab size);
+    ``loss_impl`` picks how the LM head + CE is computed (``fused_ce.py``; equal numbers)."""
+    if loss_impl not in LOSS_IMPLS:
+        raise ValueError(f"loss_impl: must be one of {list(LOSS_IMPLS)}, got {loss_impl!r}")
     if cfg.kind == "ar":
-        return AutoregressiveObjective(cfg, mask_id)
-    return MaskedDiffusionObjective(cfg, mask_id)
+        return AutoregressiveObjective(cfg, mask_id, loss_impl)
+    return MaskedDiffusionObjective(cfg, mask_id, loss_impl)
 
 
 # --- validation estimators ---------------------------------------------------------------------

@@ -121,7 +121,9 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         model = Transformer(cfg.model)
     if par.active:  # before the optimizer: sharding replaces the parameters
         model = distributed.shard_model(model, cfg, device, par)
-    objective = build_objective(cfg.objective, cfg.mask_id)
+    if par.active and cfg.loss_impl != "plain":  # the sharded LM head is only whole in forward
+        raise ValueError(f"loss_impl: {cfg.loss_impl!r} is single-process only; use 'plain'")
+    objective = build_objective(cfg.objective, cfg.mask_id, cfg.loss_impl)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms: decay would fight the gain
     optimizer = torch.optim.AdamW(
