@@ -67,13 +67,14 @@ class ModelConfig(BaseModel):
 # --- presets: one knob (depth); width = depth * aspect, rounded up to whole heads -------------
 # name: (depth, aspect, head_dim). CPU presets use narrow heads so they stay tiny; GPU presets use
 # head_dim 128 (fast flash-attn tiles). Non-embedding parameters (see list_presets()):
-# tiny 0.11M, xs 0.33M, s 0.80M, m 2.7M, 125m 127M, 150m 137M, 350m 377M, 1b 1.05B, 1.7b 1.62B
+# tiny 0.11M, xs 0.33M, s 0.80M, m 2.7M, 25m 25.7M, 125m 127M, 150m 137M, 350m 377M, 1b 1.05B, 1.7b 1.62B
 # (names count non-embedding parameters, as in Kaplan et al.).
 _PRESETS: dict[str, tuple[int, int, int]] = {
     "tiny": (2, 32, 32),
     "xs": (3, 32, 32),
     "s": (4, 32, 32),
     "m": (6, 32, 32),
+    "25m": (8, 64, 128),  # width 512, 4 heads: the GPU mini-study's model (bench/gpu_check.py)
     "125m": (13, 64, 128),
     "150m": (14, 64, 128),
     "350m": (19, 64, 128),
