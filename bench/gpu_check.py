@@ -82,8 +82,8 @@ def environment(device: torch.device) -> dict[str, Any]:
     for mod in ("triton", "liger_kernel", "flash_attn", "pydantic"):
         try:
             info[mod] = getattr(__import__(mod), "__version__", "installed")
-        except ImportError:
-            info[mod] = None
+        except Exception as err:  # noqa: BLE001 - absent, or present but broken: say which
+            info[mod] = None if isinstance(err, ImportError) else f"import failed: {err}"
     return info
 
 

@@ -163,6 +163,7 @@ def build_bench(
         model = Transformer(cfg)
     run_model = model
     if opts.get("compile"):
+        torch.compiler.reset()  # a fresh cache per model: no recompile limit across cells
         run_model = torch.compile(model, backend=opts.get("compile_backend", "inductor"))
     objective = build_objective(ObjectiveConfig(kind=kind), vocab - 1, opts.get("loss", "plain"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -222,9 +223,13 @@ def throughput_section(sec: Section, device: torch.device, tiny: bool) -> None:
     sec.record("seq_len_vocab", [seq, vocab])
     for preset in presets:
         # One batch per preset for both objectives (equal settings; their memory is the same).
-        batch = largest_batch(
-            sec, preset, "dlm", seq, vocab, device, 1 if tiny else 4, 2 if tiny else 64
-        )
+        try:
+            batch = largest_batch(
+                sec, preset, "dlm", seq, vocab, device, 1 if tiny else 4, 2 if tiny else 64
+            )
+        except Exception as err:  # noqa: BLE001 - recorded, the next preset still runs
+            sec.record(f"{preset}_batch", {"error": f"{type(err).__name__}: {str(err)[:300]}"})
+            continue
         sec.record(f"{preset}_batch", batch)
         if batch is None:
             continue
