@@ -13,7 +13,11 @@ from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import train_run
 from training_core.config import RunConfig
-from training_core.fused_ce import chunked_linear_cross_entropy, linear_cross_entropy
+from training_core.fused_ce import (
+    chunked_linear_cross_entropy,
+    liger_available,
+    linear_cross_entropy,
+)
 from training_core.model import Transformer, model_preset
 from training_core.objectives import ObjectiveConfig, build_objective
 
@@ -128,3 +132,25 @@ def test_liger_refuses_cpu_tensors_with_a_clear_error() -> None:
     h, w = torch.randn(4, 8), torch.randn(10, 8)
     with pytest.raises(ValueError, match="loss_impl: 'liger' needs CUDA"):
         linear_cross_entropy(h, w, torch.zeros(4, dtype=torch.long), "liger")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("impl", ["chunked", "liger"])
+def test_cuda_bf16_fused_paths_agree_with_plain(impl: str) -> None:
+    if impl == "liger" and not liger_available():
+        pytest.skip("needs liger-kernel (pip install '.[gpu]')")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    h = torch.randn(4096, 256, device="cuda", generator=gen, requires_grad=True)
+    w = (torch.randn(50304, 256, device="cuda", generator=gen) * 0.06).requires_grad_()
+    targets = torch.randint(0, 50304, (4096,), device="cuda", generator=gen)
+    weights = torch.rand(4096, device="cuda", generator=gen) * (torch.rand(4096) < 0.5).cuda()
+    outs = {}
+    for name in ("plain", impl):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            ce = linear_cross_entropy(h, w, targets, name)
+        (ce * weights).sum().backward()
+        outs[name] = (ce.detach().float(), h.grad.clone(), w.grad.clone())
+        h.grad = w.grad = None
+    for ref, got in zip(outs["plain"], outs[impl], strict=True):
+        torch.testing.assert_close(got.float(), ref.float(), rtol=2e-2, atol=2e-2)
