@@ -67,7 +67,8 @@ class ModelConfig(BaseModel):
 # --- presets: one knob (depth); width = depth * aspect, rounded up to whole heads -------------
 # name: (depth, aspect, head_dim). CPU presets use narrow heads so they stay tiny; GPU presets use
 # head_dim 128 (fast flash-attn tiles). Non-embedding parameters (see list_presets()):
-# tiny 0.11M, xs 0.33M, s 0.80M, m 2.7M, 25m 25.7M, 125m 127M, 150m 137M, 350m 377M, 1b 1.05B, 1.7b 1.62B
+# tiny 0.11M, xs 0.33M, s 0.80M, m 2.7M, 25m 25.7M, 125m 127M, 150m 137M, 350m 377M,
+# 1b 1.05B, 1.7b 1.62B
 # (names count non-embedding parameters, as in Kaplan et al.).
 _PRESETS: dict[str, tuple[int, int, int]] = {
     "tiny": (2, 32, 32),
