@@ -42,17 +42,18 @@ _PATH_FIELDS = ("train_files", "val_files", "eval_mc_path")
 def relocate(config: dict[str, Any], old_home: str, new_home: str) -> dict[str, Any]:
     """``config`` (RunConfig JSON) with every data path under ``old_home`` moved to ``new_home``."""
 
-    def move(path: str) -> str:
-        rel = Path(path).relative_to(old_home)  # ValueError names a path outside the home
-        return str(Path(new_home) / rel)
+    def move(key: str, path: str) -> str:
+        if not Path(path).is_relative_to(old_home):
+            raise ValueError(f"data.{key}: {path} is not under the payload home {old_home}")
+        return str(Path(new_home) / Path(path).relative_to(old_home))
 
     data = dict(config["data"])
     for key in _PATH_FIELDS:
         value = data.get(key)
         if isinstance(value, list | tuple):
-            data[key] = [move(p) for p in value]
+            data[key] = [move(key, p) for p in value]
         elif isinstance(value, str):
-            data[key] = move(value)
+            data[key] = move(key, value)
     return {**config, "data": data}
 
 
@@ -105,40 +106,48 @@ def pack_runs(run_dirs: list[Path], home: str, study: str, tar_path: Path) -> in
 
 
 def ingest(tar_path: Path, payload: Path) -> list[str]:
-    """Unpack device runs into ``<home>/<study>/runs/<cpu run id>``; returns the run ids."""
-    import pyarrow.parquet as pq
+    """Unpack device runs into ``<home>/<study>/runs/<cpu run id>``; returns the run ids.
 
+    Every run is checked before any is written: one foreign run refuses the whole tar.
+    """
     from training_core.config import RunConfig
 
     prepared = load_runs(payload)
     known = {r["run_id"] for r in prepared["runs"]}
     runs_root = Path(prepared["home"]) / prepared["study"] / "runs"
-    done = []
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tar_path) as tar:
         tar.extractall(tmp, filter="data")
         meta = json.loads((Path(tmp) / PAYLOAD_FILE).read_text())
+        checked = []
         for run_dir in sorted((Path(tmp) / "runs").iterdir()):
             raw = json.loads((run_dir / "config.json").read_text())
             cfg = RunConfig.model_validate(relocate(raw, meta["home"], prepared["home"]))
             if cfg.run_id not in known:
                 raise ValueError(f"run {run_dir.name}: relocated id {cfg.run_id} not in runs.json")
-            dest = runs_root / cfg.run_id
-            if dest.exists():
-                shutil.rmtree(dest)  # re-ingesting replaces, never duplicates
-            dest.mkdir(parents=True)
-            (dest / "config.json").write_text(cfg.model_dump_json(indent=2))
-            if (run_dir / "result.json").exists():
-                result = json.loads((run_dir / "result.json").read_text())
-                (dest / "result.json").write_text(json.dumps({**result, "run_id": cfg.run_id}))
-            for name in ("metrics.parquet", "evals.parquet"):
-                if (run_dir / name).exists():
-                    table = pq.read_table(run_dir / name)
-                    ids = [cfg.run_id] * table.num_rows
-                    col = table.schema.get_field_index("run_id")
-                    table = table.set_column(col, "run_id", [ids]) if col >= 0 else table
-                    pq.write_table(table, dest / name)
-            done.append(cfg.run_id)
-    return done
+            checked.append((run_dir, cfg))
+        for run_dir, cfg in checked:
+            _write_run(run_dir, cfg, runs_root / cfg.run_id)
+    return [cfg.run_id for _, cfg in checked]
+
+
+def _write_run(run_dir: Path, cfg: Any, dest: Path) -> None:
+    """The device run's files under ``dest``, every run id rewritten to ``cfg.run_id``."""
+    import pyarrow.parquet as pq
+
+    if dest.exists():
+        shutil.rmtree(dest)  # re-ingesting replaces, never duplicates
+    dest.mkdir(parents=True)
+    (dest / "config.json").write_text(cfg.model_dump_json(indent=2))
+    if (run_dir / "result.json").exists():
+        result = json.loads((run_dir / "result.json").read_text())
+        (dest / "result.json").write_text(json.dumps({**result, "run_id": cfg.run_id}))
+    for name in ("metrics.parquet", "evals.parquet"):
+        if (run_dir / name).exists():
+            table = pq.read_table(run_dir / name)
+            col = table.schema.get_field_index("run_id")
+            if col >= 0:
+                table = table.set_column(col, "run_id", [[cfg.run_id] * table.num_rows])
+            pq.write_table(table, dest / name)
 
 
 def main(argv: list[str] | None = None) -> int:
