@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--kind", choices=["stdlib", "jsonl", "parquet", "files"], default=None)
     b.add_argument("--glob", default=None, help="file glob under a directory corpus")
     b.add_argument("--text-key", default="text")
+    b.add_argument(
+        "--on-bad-record",
+        choices=["skip", "fail"],
+        default=None,
+        help="unreadable record: fail naming file:line, or skip and count it "
+        "(default: fail for jsonl/parquet, skip for source trees)",
+    )
     b.add_argument("--site-packages", action="store_true", help="stdlib: add installed packages")
     b.add_argument("--max-files", type=int, default=None)
     b.add_argument("--max-bytes", type=int, default=None)
@@ -59,6 +66,7 @@ def spec_from_args(args: argparse.Namespace) -> BudgetSpec:
         "path": None if kind == "stdlib" else args.corpus,
         "glob": args.glob,
         "text_key": args.text_key,
+        "on_bad_record": args.on_bad_record,
         "include_site_packages": args.site_packages,
         "max_files": args.max_files,
         "max_bytes": args.max_bytes,
@@ -99,9 +107,26 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(summary))
     m = manifests[-1]
-    print(f"source: {json.dumps(m.source_stats)}")
+    bad_records = m.source_stats.get("bad_records", {})
+    print(f"source: {json.dumps({k: v for k, v in m.source_stats.items() if k != 'bad_records'})}")
+    for line in format_bad_records(bad_records):
+        print(line)
     print(f"filters: {json.dumps(m.filter_stats)}")
     return 0
+
+
+def format_bad_records(bad_records: dict, max_files: int = 3) -> list[str]:
+    """One line per skip reason: count, first example, the first files with their line numbers."""
+    lines = []
+    for reason, entry in sorted(bad_records.items()):
+        files = list(entry.get("files", {}).items())
+        where = "; ".join(
+            f"{path}" + (f" lines {info['lines']}" if info["lines"] else "")
+            for path, info in files[:max_files]
+        )
+        more = f" (+{len(files) - max_files} more files)" if len(files) > max_files else ""
+        lines.append(f"skipped {entry['count']} {reason}: {where}{more}")
+    return lines
 
 
 if __name__ == "__main__":
