@@ -82,7 +82,7 @@ def build_budgets(
         return _load_built(final, spec)
     if final.exists():  # no marker: not ours to trust (e.g. copied by hand); rebuild
         shutil.rmtree(final)
-    _check_inputs(spec)
+    check_inputs(spec)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(root, spec_hash)
     tmp = root / f".tmp-{spec_hash}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -104,7 +104,8 @@ def build_budgets(
     return _load_built(final, spec)
 
 
-def _check_inputs(spec: BudgetSpec) -> None:
+def check_inputs(spec: BudgetSpec) -> None:
+    """The corpus path and a user tokenizer exist and fit the spec (cheap; no data is read)."""
     from pipeline.phases import check_source
     from pipeline.tokenizer import check_user_tokenizer
 
