@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import OneLineArgumentParser
 from pipeline.settings import apply_offline_defaults
 
 
@@ -85,7 +86,7 @@ def _add_spec_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flows", description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="flows", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a flow of a study")
@@ -233,10 +234,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     from flows.dispatch import read_status
+
+    spec = _load_spec_or_exit(args)
     from flows.flows import StudyPaths
     from flows.grid import expand_grid
 
-    spec = _load_spec_or_exit(args)
     paths = StudyPaths.of(spec, args.home)
     manifests = _built_manifests(spec, args.home)
     if manifests is None:

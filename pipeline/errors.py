@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import types
 import typing
 from typing import Any
@@ -56,5 +57,13 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel] | Non
                 msg += f"; allowed: {', '.join(parent.model_fields)}"
         elif e["type"] not in ("value_error", "missing") and "input" in e:
             msg += f" (got {_short(e['input'])})"
-        lines.append(msg if path and msg.startswith(path.split(".")[0]) else f"{path}: {msg}")
+        own = not path or msg.startswith(path.split(".")[0])
+        lines.append(msg if own else f"{path}: {msg}")
     return "\n".join(lines)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
