@@ -170,10 +170,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     spec = _load_spec_or_exit(args)
-    from flows.flows import StudyPaths
-
     if args.dry_run:
         return _dry_run(spec, args.home)
+    if args.flow != "report":
+        _build_budgets_or_exit(spec, args)
+    from flows.flows import StudyPaths
+
     params = {"preset": args.preset, "config": args.config, "home": args.home}
     if args.flow == "budgets":
         from flows.flows import budgets_flow
@@ -263,31 +265,32 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _load_spec_or_exit(args: argparse.Namespace) -> Any:
-    """The edge validator: the spec file, its fields and the corpus path are checked here, before
-    anything imports Prefect or starts Ray; a problem is printed as `flows: ...` lines, exit 2.
-
-    The corpus is checked only for flows that build budgets and only while they are not built
-    (a dry run plans without data; a built budget no longer needs its corpus)."""
+    """The edge validator: the spec file and its fields, checked before anything imports Prefect
+    or starts Ray; a problem is printed as `flows: ...` lines and exits 2."""
     from flows.spec import StudySpecError, load_preset, load_spec
-    from pipeline.budgets import COMPLETE_MARKER, check_inputs
+
+    try:
+        return load_spec(args.config) if args.config else load_preset(args.preset or "demo")
+    except StudySpecError as err:
+        print(f"flows: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _build_budgets_or_exit(spec: Any, args: argparse.Namespace) -> None:
+    """Build the study's budgets (or find them built) before Prefect and Ray start, so a missing
+    corpus or an unreadable record is one line naming the file, exit 2, not a failed flow; the
+    flow's own budgets task then finds them built."""
+    from pipeline.budgets import build_budgets
     from pipeline.errors import PipelineError
     from pipeline.settings import get_settings
 
+    home = (Path(args.home) if args.home else get_settings().home).resolve()
     where = args.config or f"preset {args.preset or 'demo'}"
     try:
-        spec = load_spec(args.config) if args.config else load_preset(args.preset or "demo")
-        home = Path(args.home) if args.home else get_settings().home
-        built = home.resolve() / "budgets" / spec.budgets.spec_hash / COMPLETE_MARKER
-        builds = args.command == "run" and args.flow != "report" and not args.dry_run
-        if builds and not built.is_file():
-            try:
-                check_inputs(spec.budgets)
-            except PipelineError as err:
-                raise PipelineError(f"{where}: budgets.{err}") from None
-    except (StudySpecError, PipelineError) as err:
-        print(f"flows: {err}", file=sys.stderr)
+        build_budgets(spec.budgets, home / "budgets", progress=lambda m: print(f"budgets: {m}"))
+    except PipelineError as err:
+        print(f"flows: {where}: budgets: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    return spec
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ FILES = {
     "value.yaml": GOOD + "seq_len: 4\n",
     "model.yaml": GOOD.replace("[tiny]", "[tiny, xxl]"),
     "list.yaml": "- name: x\n",
+    "records.yaml": GOOD.replace(
+        "{sizes: [100]}", "{sizes: [100], source: {kind: jsonl, path: bad.jsonl}}"
+    ),
     "corpus.yaml": GOOD.replace(
         "{sizes: [100]}", "{sizes: [100], source: {kind: jsonl, path: /nowhere/corpus.jsonl}}"
     ),
@@ -43,22 +46,25 @@ CASES = [
     (["run", "study", "--config", "list.yaml"], "list.yaml: expected a mapping at the top level"),
     (
         ["run", "sweep", "--config", "corpus.yaml"],
-        "corpus.yaml: budgets.source.path does not exist: /nowhere/corpus.jsonl",
+        "corpus.yaml: budgets: source.path does not exist: /nowhere/corpus.jsonl",
     ),
     (
         ["run", "budgets", "--preset", "paper-full"],
-        "preset paper-full: budgets.source.path does not exist",
+        "preset paper-full: budgets: source.path does not exist",
     ),
     (["run", "sweep", "--preset", "nope"], "unknown preset 'nope'; choose from"),
     (["run", "sweep", "--num-cpus", "0"], "argument --num-cpus: wants a positive integer, got '0'"),
     (["run", "swep"], "invalid choice: 'swep' (choose from 'sweep'"),
     (["server", "--port", "70000"], "argument --port: wants a port in 1..65535, got '70000'"),
+    (["run", "study", "--config", "records.yaml"], "records.yaml: budgets: /"),
 ]
 
 
 def _write_files(folder: Path) -> None:
     for name, text in FILES.items():
         (folder / name).write_text(text)
+    # A JSONL corpus whose second record is Latin-1: found while reading, still before Prefect.
+    (folder / "bad.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
 
 
 def _with_home(args: list[str], home: Path) -> list[str]:
@@ -67,6 +73,8 @@ def _with_home(args: list[str], home: Path) -> list[str]:
 
 def _assert_short(stderr: str, fragment: str) -> None:
     assert fragment in stderr
+    if "records.yaml" in fragment:  # the bad record's own file and line, whatever the temp dir
+        assert "/bad.jsonl:2: not UTF-8" in stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3
 
 
@@ -89,7 +97,7 @@ def test_user_error_is_short_named_and_exits_2(
     assert not (tmp_path / "prefect-home").exists() and not (tmp_path / "home" / "x").exists()
 
 
-@pytest.mark.parametrize("row", [0, 3, 7], ids=["yaml syntax", "unknown field", "missing corpus"])
+@pytest.mark.parametrize("row", [0, 7, -1], ids=["yaml syntax", "missing corpus", "bad record"])
 def test_user_error_through_the_real_entry_point(row: int, tmp_path: Path, cli_env: dict) -> None:
     """The same rows as a user meets them: `python -m flows.cli`; nothing starts (no Prefect
     database is created, no study folder)."""
