@@ -235,9 +235,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from flows.dispatch import read_status
-
     spec = _load_spec_or_exit(args)
+    from flows.dispatch import read_status
     from flows.flows import StudyPaths
     from flows.grid import expand_grid
 
@@ -282,15 +281,20 @@ def _build_budgets_or_exit(spec: Any, args: argparse.Namespace) -> None:
     flow's own budgets task then finds them built."""
     from pipeline.budgets import build_budgets
     from pipeline.errors import PipelineError
+    from pipeline.readers import format_bad_records
     from pipeline.settings import get_settings
 
     home = (Path(args.home) if args.home else get_settings().home).resolve()
     where = args.config or f"preset {args.preset or 'demo'}"
     try:
-        build_budgets(spec.budgets, home / "budgets", progress=lambda m: print(f"budgets: {m}"))
+        manifests = build_budgets(
+            spec.budgets, home / "budgets", progress=lambda m: print(f"budgets: {m}")
+        )
     except PipelineError as err:
         print(f"flows: {where}: budgets: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    for line in format_bad_records(manifests[-1].source_stats.get("bad_records", {})):
+        print(f"budgets: {line}")
 
 
 if __name__ == "__main__":

@@ -136,24 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     m = manifests[-1]
     bad_records = m.source_stats.get("bad_records", {})
     print(f"source: {json.dumps({k: v for k, v in m.source_stats.items() if k != 'bad_records'})}")
+    from pipeline.readers import format_bad_records
+
     for line in format_bad_records(bad_records):
         print(line)
     print(f"filters: {json.dumps(m.filter_stats)}")
     return 0
-
-
-def format_bad_records(bad_records: dict, max_files: int = 3) -> list[str]:
-    """One line per skip reason: count, first example, the first files with their line numbers."""
-    lines = []
-    for reason, entry in sorted(bad_records.items()):
-        files = list(entry.get("files", {}).items())
-        where = "; ".join(
-            f"{path}" + (f" lines {info['lines']}" if info["lines"] else "")
-            for path, info in files[:max_files]
-        )
-        more = f" (+{len(files) - max_files} more files)" if len(files) > max_files else ""
-        lines.append(f"skipped {entry['count']} {reason}: {where}{more}")
-    return lines
 
 
 if __name__ == "__main__":

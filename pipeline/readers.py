@@ -59,9 +59,6 @@ class BadRecordTally:
             if line is not None and len(per_file["lines"]) < _MAX_LINES:
                 per_file["lines"].append(line)
 
-    def to_json(self) -> dict[str, Any]:
-        return self.reasons
-
     def write(self, path: Path | None) -> None:
         if path is None:
             return
@@ -71,6 +68,22 @@ class BadRecordTally:
 
 def read_tally(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def format_bad_records(bad_records: dict, max_files: int = 3) -> list[str]:
+    """One terminal line per skip reason: the count, then the first files with their lines."""
+    lines = []
+    for reason, entry in sorted(bad_records.items()):
+        files = list(entry.get("files", {}).items())
+        where = "; ".join(
+            f"{path}" + (f" lines {info['lines']}" if info["lines"] else "")
+            for path, info in files[:max_files]
+        )
+        more = (
+            f" (+{len(files) - max_files} more in the manifest)" if len(files) > max_files else ""
+        )
+        lines.append(f"skipped {entry['count']} {reason}: {where}{more}")
+    return lines
 
 
 def line_of_offset(raw: bytes, offset: int) -> int:

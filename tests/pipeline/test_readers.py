@@ -11,7 +11,12 @@ import pytest
 from pipeline_corpora import make_texts, tree_spec, write_tree
 
 from pipeline import BudgetSpec, PipelineError, build_budgets
-from pipeline.readers import JsonlRecordReader, ParquetRecordReader, read_tally
+from pipeline.readers import (
+    JsonlRecordReader,
+    ParquetRecordReader,
+    format_bad_records,
+    read_tally,
+)
 from pipeline.steps import SourceTreeReader
 
 
@@ -154,6 +159,7 @@ def test_tree_build_lists_skipped_files_in_manifest(tmp_path):
     assert m.source_stats["on_bad_record"] == "skip"
     assert bad["undecodable"]["files"] == {str(corpus / "latin1.txt"): {"count": 1, "lines": [1]}}
     assert set(bad) == {"undecodable", "binary", "oversized"}
+    assert f"skipped 1 undecodable: {corpus / 'latin1.txt'} lines [1]" in format_bad_records(bad)
 
 
 def test_policy_defaults_by_kind_and_not_hashed(tmp_path):
