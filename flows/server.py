@@ -82,7 +82,8 @@ def serve(host: str, port: int) -> int:
         )
         return 2
     prefect = Path(sys.executable).with_name("prefect")  # the one next to this Python
-    cmd = [str(prefect), "server", "start", "--host", host, "--port", str(port)]
+    launcher = [str(prefect)] if prefect.is_file() else [sys.executable, "-m", "prefect"]
+    cmd = [*launcher, "server", "start", "--host", host, "--port", str(port)]
     url = api_url(host, port)
     print(
         f"Prefect UI: {url.removesuffix('/api')}  (clients: export PREFECT_API_URL={url})",
