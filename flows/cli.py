@@ -5,7 +5,7 @@
     flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
     flows run budgets|report|study ...
     flows status --preset demo
-    flows server                             # Prefect UI on http://127.0.0.1:4200
+    flows server --port 4200                 # Prefect UI on http://127.0.0.1:4200
     flows deploy                             # deployments into the `dlm-crossover` process pool
 
 Exit code: 0 when every run completed (or was already complete), 1 when any run failed, 2 for a
@@ -18,12 +18,12 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import OneLineArgumentParser
 from pipeline.settings import apply_offline_defaults
 
 
@@ -61,6 +61,23 @@ def _call_flow(flow_fn: Any, **params: Any) -> Any:
     return state.result()
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"wants a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"wants a port in 1..65535, got {text!r}")
+    return value
+
+
 def _add_spec_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", help="shipped study preset (default: demo)")
@@ -69,7 +86,7 @@ def _add_spec_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flows", description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="flows", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a flow of a study")
@@ -80,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_spec_args(run)
     run.add_argument("--ray-address", help="Ray cluster ('auto', 'ray://host:10001', host:port)")
-    run.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    run.add_argument(
+        "--num-cpus", type=_positive_int, help="CPUs of the embedded Ray (default: all)"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the grid and FLOPs, run nothing")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
@@ -88,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(status)
 
     server = sub.add_parser("server", help="start the Prefect server and UI (foreground)")
-    server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=4200)
+    server.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    server.add_argument("--port", type=_port, default=4200)
 
     deploy = sub.add_parser("deploy", help="create the study deployments in a process work pool")
     deploy.add_argument("--pool", default=None, help="work pool name (default: dlm-crossover)")
@@ -102,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet()
+    if args.command == "server":  # before flows.spec, which imports torch
+        from flows.server import serve
+
+        return serve(args.host, args.port)
     from flows.spec import StudySpecError
 
     try:
@@ -124,10 +147,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in sorted(PRESETS_DIR.glob("*.yaml")):
             print(path.stem)
         return 0
-    if args.command == "server":
-        prefect = Path(sys.executable).with_name("prefect")  # the one next to this Python
-        cmd = [str(prefect), "server", "start", "--host", args.host, "--port", str(args.port)]
-        return subprocess.call(cmd)
     if args.command == "deploy":
         from flows.deployments import DEFAULT_POOL, deploy_study_flows
 
@@ -150,11 +169,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.flows import StudyPaths, resolve_spec
-
-    spec = resolve_spec(args.preset, args.config)
+    spec = _load_spec_or_exit(args)
     if args.dry_run:
         return _dry_run(spec, args.home)
+    if args.flow != "report":
+        _build_budgets_or_exit(spec, args)
+    from flows.flows import StudyPaths
+
     params = {"preset": args.preset, "config": args.config, "home": args.home}
     if args.flow == "budgets":
         from flows.flows import budgets_flow
@@ -214,11 +235,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    spec = _load_spec_or_exit(args)
     from flows.dispatch import read_status
-    from flows.flows import StudyPaths, resolve_spec
+    from flows.flows import StudyPaths
     from flows.grid import expand_grid
 
-    spec = resolve_spec(args.preset, args.config)
     paths = StudyPaths.of(spec, args.home)
     manifests = _built_manifests(spec, args.home)
     if manifests is None:
@@ -240,6 +261,40 @@ def _status(args: argparse.Namespace) -> int:
     db = paths.db_path
     print(f"results (DuckDB): {db if db.exists() else 'not yet ingested'}")
     return 0
+
+
+def _load_spec_or_exit(args: argparse.Namespace) -> Any:
+    """The edge validator: the spec file and its fields, checked before anything imports Prefect
+    or starts Ray; a problem is printed as `flows: ...` lines and exits 2."""
+    from flows.spec import StudySpecError, load_preset, load_spec
+
+    try:
+        return load_spec(args.config) if args.config else load_preset(args.preset or "demo")
+    except StudySpecError as err:
+        print(f"flows: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _build_budgets_or_exit(spec: Any, args: argparse.Namespace) -> None:
+    """Build the study's budgets (or find them built) before Prefect and Ray start, so a missing
+    corpus or an unreadable record is one line naming the file, exit 2, not a failed flow; the
+    flow's own budgets task then finds them built."""
+    from pipeline.budgets import build_budgets
+    from pipeline.errors import PipelineError
+    from pipeline.readers import format_bad_records
+    from pipeline.settings import get_settings
+
+    home = (Path(args.home) if args.home else get_settings().home).resolve()
+    where = args.config or f"preset {args.preset or 'demo'}"
+    try:
+        manifests = build_budgets(
+            spec.budgets, home / "budgets", progress=lambda m: print(f"budgets: {m}")
+        )
+    except PipelineError as err:
+        print(f"flows: {where}: budgets: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for line in format_bad_records(manifests[-1].source_stats.get("bad_records", {})):
+        print(f"budgets: {line}")
 
 
 if __name__ == "__main__":

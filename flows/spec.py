@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.errors import describe_validation_error
 from pipeline.spec import BudgetSpec
 from training_core.config import EvalConfig, OptimConfig
 from training_core.model import list_presets
@@ -149,15 +150,7 @@ class StudySpec(BaseModel):
 
 def _describe(err: ValidationError) -> str:
     """``models[1]: unknown preset 'xxl'`` style lines; list indices in brackets."""
-    lines = []
-    for e in err.errors():
-        path = ""
-        for part in e["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        msg = e["msg"].removeprefix("Value error, ")
-        # Our validators already start with the field path; don't print it twice.
-        lines.append(msg if path and msg.startswith(path.split(".")[0]) else f"{path}: {msg}")
-    return "\n".join(lines)
+    return describe_validation_error(err, StudySpec)
 
 
 def parse_spec(data: dict[str, Any]) -> StudySpec:
@@ -168,9 +161,19 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study YAML; errors name the field and the file."""
+    """Read and validate a study YAML; errors name the file (and line, for YAML syntax)."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StudySpecError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StudySpecError(f"{path}: cannot read: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise StudySpecError(f"{where}: YAML syntax error: {problem}") from None
     if not isinstance(data, dict):
         raise StudySpecError(f"{path}: expected a mapping at the top level")
     try:

@@ -82,7 +82,7 @@ def build_budgets(
         return _load_built(final, spec)
     if final.exists():  # no marker: not ours to trust (e.g. copied by hand); rebuild
         shutil.rmtree(final)
-    _check_inputs(spec)
+    check_inputs(spec)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(root, spec_hash)
     tmp = root / f".tmp-{spec_hash}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -104,7 +104,8 @@ def build_budgets(
     return _load_built(final, spec)
 
 
-def _check_inputs(spec: BudgetSpec) -> None:
+def check_inputs(spec: BudgetSpec) -> None:
+    """The corpus path and a user tokenizer exist and fit the spec (cheap; no data is read)."""
     from pipeline.phases import check_source
     from pipeline.tokenizer import check_user_tokenizer
 
@@ -113,7 +114,9 @@ def _check_inputs(spec: BudgetSpec) -> None:
         check_user_tokenizer(Path(spec.tokenizer.path), spec.tokenizer.eos_token)
 
 
-def _source_and_filter_stats(spec: BudgetSpec, counters: dict[str, float]) -> tuple[dict, dict]:
+def _source_and_filter_stats(
+    spec: BudgetSpec, counters: dict[str, float], bad_records: dict | None = None
+) -> tuple[dict, dict]:
     c = {k: int(v) for k, v in counters.items()}
     skipped: dict[str, int] = {}
     for key, value in c.items():
@@ -127,6 +130,9 @@ def _source_and_filter_stats(spec: BudgetSpec, counters: dict[str, float]) -> tu
         "documents_read": c.get("files_read", c.get("records_read", 0)),
         "bytes_read": c.get("bytes_read", 0),
         "skipped": skipped,
+        "on_bad_record": spec.source.bad_record_policy,
+        # reason -> {count, example, files: {path: {count, lines (first 5; rows for parquet)}}}
+        "bad_records": bad_records or {},
     }
     filter_stats = {
         "documents_kept_by_quality": c.get("kept", 0),
@@ -160,13 +166,14 @@ def _build_into(spec: BudgetSpec, tmp: Path, final: Path, say: Progress) -> None
     from pipeline.tokenizer import file_sha256, token_dtype_for
 
     say(f"reading and cleaning the {spec.source.kind} corpus")
-    counters = clean_and_split(spec, tmp)
-    source_stats, filter_stats = _source_and_filter_stats(spec, counters)
+    counters, bad_records = clean_and_split(spec, tmp)
+    source_stats, filter_stats = _source_and_filter_stats(spec, counters, bad_records)
     if filter_stats["train_documents"] + filter_stats["heldout_documents"] == 0:
+        first = [entry["example"] for entry in bad_records.values()]
         raise PipelineError(
             f"empty corpus: no documents left from source {spec.source.kind} "
             f"{spec.source.path or ''} (read {source_stats['documents_read']}, "
-            f"skipped {source_stats['skipped']})"
+            f"skipped {source_stats['skipped']})" + (f"; first: {first[0]}" if first else "")
         )
     for split in ("train", "heldout"):
         if filter_stats[f"{split}_documents"] == 0:

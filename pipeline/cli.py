@@ -7,15 +7,28 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pydantic import ValidationError
+
+from pipeline.errors import OneLineArgumentParser, PipelineError, describe_validation_error
 from pipeline.spec import BudgetSpec
 
 
 def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(float(s)) for s in text.split(",") if s.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--sizes wants comma-separated integers: {text}") from err
+    sizes = []
+    for part in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            value = float(part)
+        except ValueError:
+            value = 0.0
+        if value < 1 or value != int(value):
+            raise argparse.ArgumentTypeError(
+                f"wants comma-separated positive integers (e.g. 100000,4e5), "
+                f"got {part!r} in {text!r}"
+            )
+        sizes.append(int(value))
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"wants at least one size, got {text!r}")
+    return tuple(sizes)
 
 
 def _infer_kind(corpus: str) -> str:
@@ -29,7 +42,7 @@ def _infer_kind(corpus: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="budgets", description=__doc__)
+    parser = OneLineArgumentParser(prog="budgets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build (or reuse) the budgets of a spec")
     b.add_argument("--sizes", type=_sizes, required=True, help="e.g. 100000,400000")
@@ -37,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--kind", choices=["stdlib", "jsonl", "parquet", "files"], default=None)
     b.add_argument("--glob", default=None, help="file glob under a directory corpus")
     b.add_argument("--text-key", default="text")
+    b.add_argument(
+        "--on-bad-record",
+        choices=["skip", "fail"],
+        default=None,
+        help="unreadable record: fail naming file:line, or skip and count it "
+        "(default: fail for jsonl/parquet, skip for source trees)",
+    )
     b.add_argument("--site-packages", action="store_true", help="stdlib: add installed packages")
     b.add_argument("--max-files", type=int, default=None)
     b.add_argument("--max-bytes", type=int, default=None)
@@ -51,14 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def spec_from_args(args: argparse.Namespace) -> BudgetSpec:
+    """The spec of a command line; bad values raise `PipelineError` naming the field."""
+    try:
+        return _spec_from_args(args)
+    except ValidationError as err:
+        where = f"{args.spec}: " if args.spec is not None else ""
+        lines = describe_validation_error(err, BudgetSpec).replace("\n", f"\n{where}")
+        raise PipelineError(f"{where}{lines}") from None
+
+
+def _spec_from_args(args: argparse.Namespace) -> BudgetSpec:
     if args.spec is not None:
-        return BudgetSpec.model_validate_json(args.spec.read_text())
+        try:
+            text = args.spec.read_text()
+        except OSError as err:
+            raise PipelineError(f"--spec {args.spec}: {err.strerror or err}") from None
+        return BudgetSpec.model_validate_json(text)
     kind = args.kind or _infer_kind(args.corpus)
     source = {
         "kind": kind,
         "path": None if kind == "stdlib" else args.corpus,
         "glob": args.glob,
         "text_key": args.text_key,
+        "on_bad_record": args.on_bad_record,
         "include_site_packages": args.site_packages,
         "max_files": args.max_files,
         "max_bytes": args.max_bytes,
@@ -85,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spec {spec.spec_hash}: sizes {list(spec.sizes)}, source {spec.source.kind}")
         manifests = build_budgets(spec, root=args.root, progress=lambda m: print(f"  {m}"))
     except (PipelineError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"budgets: {err}", file=sys.stderr)
         return 2
     for m in manifests:
         summary = {
@@ -99,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(summary))
     m = manifests[-1]
-    print(f"source: {json.dumps(m.source_stats)}")
+    bad_records = m.source_stats.get("bad_records", {})
+    print(f"source: {json.dumps({k: v for k, v in m.source_stats.items() if k != 'bad_records'})}")
+    from pipeline.readers import format_bad_records
+
+    for line in format_bad_records(bad_records):
+        print(line)
     print(f"filters: {json.dumps(m.filter_stats)}")
     return 0
 

@@ -18,6 +18,7 @@ from pipeline.spec import BudgetSpec, SourceSpec
 DOCS_DIR = "docs"
 POOL_DIR = "pool"
 HELDOUT_DIR = "heldout"
+BAD_RECORDS_NAME = "bad_records.json"
 
 
 def stdlib_roots(include_site_packages: bool) -> tuple[list[Path], tuple[str, ...]]:
@@ -42,10 +43,11 @@ def check_source(source: SourceSpec) -> None:
         raise PipelineError(f"source.path must be a directory for kind='files': {path}")
 
 
-def _reader_steps(source: SourceSpec, seed: int) -> list:
-    from datatrove.pipeline.readers import JsonlReader, ParquetReader
-
+def _reader_steps(source: SourceSpec, seed: int, tally_path: Path | None = None) -> list:
+    from pipeline.readers import JsonlRecordReader, ParquetRecordReader
     from pipeline.steps import SourceCap, SourceTreeReader
+
+    policy = source.bad_record_policy
 
     if source.kind in ("stdlib", "files"):
         if source.kind == "stdlib":
@@ -61,21 +63,25 @@ def _reader_steps(source: SourceSpec, seed: int) -> list:
                 max_bytes=source.max_bytes,
                 max_file_bytes=source.max_file_bytes,
                 seed=seed,
+                on_bad_record=policy,
+                tally_path=tally_path,
             )
         ]
     path = Path(source.path)
     folder, pattern = (path, source.glob) if path.is_dir() else (path.parent, path.name)
-    if source.kind == "jsonl":
-        reader = JsonlReader(
-            str(folder), glob_pattern=pattern or "**/*.jsonl*", text_key=source.text_key
-        )
-    else:  # only the text column: other columns could be large or not JSON-serialisable
-        reader = ParquetReader(
-            str(folder),
-            glob_pattern=pattern or "**/*.parquet",
-            text_key=source.text_key,
-            read_metadata=False,
-        )
+    # Parquet: only the text column is read (others could be large or not JSON-serialisable).
+    reader_cls, default_glob = (
+        (JsonlRecordReader, "**/*.jsonl*")
+        if source.kind == "jsonl"
+        else (ParquetRecordReader, "**/*.parquet")
+    )
+    reader = reader_cls(
+        str(folder),
+        glob_pattern=pattern or default_glob,
+        text_key=source.text_key,
+        on_bad_record=policy,
+        tally_path=tally_path,
+    )
     return [reader, SourceCap(max_docs=source.max_files, max_bytes=source.max_bytes)]
 
 
@@ -100,14 +106,19 @@ def _run(pipeline: list, logging_dir: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def clean_and_split(spec: BudgetSpec, build_dir: Path) -> dict[str, float]:
-    """Read, filter, dedup and split; writes docs/{train,heldout}_00000.jsonl. Returns counters."""
+def clean_and_split(spec: BudgetSpec, build_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """Read, filter, dedup and split; writes docs/{train,heldout}_00000.jsonl.
+
+    Returns (counters, bad records by reason: count, files with their first line numbers).
+    """
     from datatrove.pipeline.writers import JsonlWriter
 
+    from pipeline.readers import read_tally
     from pipeline.steps import ExactDedup, HeldoutSplit, MinHashDedup, TextQualityFilter
 
     d = spec.dedup
-    steps = _reader_steps(spec.source, spec.seed)
+    tally_path = build_dir / "logs" / "clean" / BAD_RECORDS_NAME
+    steps = _reader_steps(spec.source, spec.seed, tally_path)
     steps.append(TextQualityFilter(max_bytes=spec.source.max_file_bytes))
     if d.exact:
         steps.append(ExactDedup())
@@ -123,7 +134,7 @@ def clean_and_split(spec: BudgetSpec, build_dir: Path) -> dict[str, float]:
     flat: dict[str, float] = {}
     for counters in per_step.values():
         flat.update(counters)
-    return flat
+    return flat, read_tally(tally_path)
 
 
 def iter_texts(build_dir: Path, split: str, max_chars: int | None = None):

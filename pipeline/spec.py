@@ -49,6 +49,18 @@ class SourceSpec(_Frozen):
     max_file_bytes: int = Field(
         default=1_000_000, ge=1, description="Files/documents larger than this are skipped."
     )
+    on_bad_record: Literal["skip", "fail"] | None = Field(
+        default=None,
+        description="A record that cannot be read (not UTF-8, not JSON, no text field): 'fail' "
+        "stops the build naming file and line; 'skip' counts it (reason, file, first lines) in "
+        "the manifest. Default: fail for jsonl/parquet, skip for stdlib/files.",
+    )
+
+    @property
+    def bad_record_policy(self) -> Literal["skip", "fail"]:
+        if self.on_bad_record is not None:
+            return self.on_bad_record
+        return "fail" if self.kind in ("jsonl", "parquet") else "skip"
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> SourceSpec:
@@ -143,7 +155,9 @@ class BudgetSpec(_Frozen):
     @property
     def spec_hash(self) -> str:
         """First 16 hex of sha256 over the canonical JSON (+ a user tokenizer's bytes)."""
-        payload = {"v": PIPELINE_VERSION, "spec": self.model_dump(mode="json")}
+        # on_bad_record is not hashed: a build either fails or gives the bytes 'skip' gives.
+        spec = self.model_dump(mode="json", exclude={"source": {"on_bad_record"}})
+        payload = {"v": PIPELINE_VERSION, "spec": spec}
         tok_path = self.tokenizer.path
         if tok_path is not None and Path(tok_path).is_file():
             # A tokenizer file edited in place must not reuse budgets built with the old one.

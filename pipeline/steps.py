@@ -15,6 +15,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline.minhash import MinHashIndex
+from pipeline.readers import BadRecordTally, OnBadRecord, line_of_offset
 
 # Headers of machine-written files (codec tables, Sphinx dumps, protobuf stubs, parser tables).
 _GENERATED = re.compile(
@@ -38,8 +39,11 @@ def seeded_unit(seed: int, purpose: str, digest: str) -> float:
 class SourceTreeReader(PipelineStep):
     """Reads text files under `roots` matching `glob`, in a seed-determined order, within caps.
 
-    Skips (counted): `skipped_oversized` (> max_file_bytes), `skipped_binary` (a NUL byte in the
-    first 8 KB), `skipped_undecodable` (not UTF-8). Caps stop reading once reached.
+    Skips (counted, and listed by file in the tally): `skipped_oversized` (> max_file_bytes),
+    `skipped_binary` (a NUL byte in the first 8 KB), `skipped_undecodable` (not UTF-8, with the
+    line of the first bad byte). Only an undecodable file fails the build under
+    ``on_bad_record="fail"``: oversized and binary files are filters by design. Caps stop reading
+    once reached.
     """
 
     name = "source tree"
@@ -54,8 +58,12 @@ class SourceTreeReader(PipelineStep):
         max_bytes: int | None = None,
         max_file_bytes: int = 1_000_000,
         seed: int = 0,
+        on_bad_record: OnBadRecord = "skip",
+        tally_path: Path | None = None,
     ):
         super().__init__()
+        self.on_bad_record = on_bad_record
+        self.tally_path = Path(tally_path) if tally_path is not None else None
         self.roots = [Path(r) for r in roots]
         self.glob = glob
         self.exclude_parts = set(exclude_parts)
@@ -79,6 +87,13 @@ class SourceTreeReader(PipelineStep):
         return [(found[key], key) for key in order]
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):
+        tally = BadRecordTally(self.on_bad_record)
+        try:
+            yield from self._read(tally, rank, world_size)
+        finally:
+            tally.write(self.tally_path)
+
+    def _read(self, tally: BadRecordTally, rank: int, world_size: int):
         files = self.list_files()[rank::world_size]
         self.stat_update("files_listed", value=len(files))
         n_files = n_bytes = 0
@@ -87,23 +102,38 @@ class SourceTreeReader(PipelineStep):
                 break
             if self.max_bytes is not None and n_bytes >= self.max_bytes:
                 break
-            if path.stat().st_size > self.max_file_bytes:
-                self.stat_update("skipped_oversized")
+            size = path.stat().st_size
+            if size > self.max_file_bytes:
+                detail = f"{size} bytes > max_file_bytes {self.max_file_bytes}"
+                self._skip(tally, "oversized", path, None, detail, fatal=False)
                 continue
             raw = path.read_bytes()
             if b"\x00" in raw[:_BINARY_PROBE_BYTES]:
-                self.stat_update("skipped_binary")
+                self._skip(tally, "binary", path, None, "a NUL byte: binary", fatal=False)
                 continue
             try:
                 text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                self.stat_update("skipped_undecodable")
+            except UnicodeDecodeError as err:
+                line = line_of_offset(raw, err.start)
+                self._skip(tally, "undecodable", path, line, f"not UTF-8 ({err.reason})")
                 continue
             n_files += 1
             n_bytes += len(raw)
             self.stat_update("files_read")
             self.stat_update("bytes_read", value=len(raw))
             yield Document(text=text, id=doc_id, metadata={"path": str(path)})
+
+    def _skip(
+        self,
+        tally: BadRecordTally,
+        reason: str,
+        path: Path,
+        line: int | None,
+        detail: str,
+        fatal: bool = True,
+    ) -> None:
+        tally.add(reason, str(path), line, detail, fatal=fatal)
+        self.stat_update(f"skipped_{reason}")
 
 
 class SourceCap(PipelineStep):
