@@ -71,6 +71,7 @@ def prepare(spec_path: str | None, preset: str | None, payload: Path) -> dict[st
     runs.sort(key=lambda r: (r.unique_tokens, r.objective))
     content = {
         "study": spec.name,
+        "spec": f"--config {Path(spec_path).resolve()}" if spec_path else f"--preset {preset}",
         "home": str(paths.home),
         "runs": [
             {"run_id": r.run_id, "label": r.label, "config": r.config.model_dump(mode="json")}
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingested {len(ids)} runs into {Path(prepared['home']) / prepared['study'] / 'runs'}")
     print(
         f"next: CROSSOVER_HOME={prepared['home']} .venv/bin/python -m flows.cli run report "
-        f"--config <the study yaml, or --preset {prepared['study']}>"
+        f"{prepared.get('spec', '--preset ' + prepared['study'])}"
     )
     return 0
 

@@ -285,8 +285,7 @@ def _ce_case(impl, h, w, targets, weights, device):
     base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     hh, ww = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        ce = linear_cross_entropy(hh, ww, targets, impl)
-    loss = (ce * weights).sum()
+        loss = linear_cross_entropy(hh, ww, targets, weights, impl)
     loss.backward()
     extra = (
         (torch.cuda.max_memory_allocated(device) - base) / 2**30

@@ -83,22 +83,24 @@ def sample_times(n: int, antithetic: bool, gen: torch.Generator, device: torch.d
     return _rand((n,), gen, device)
 
 
-def token_ce(
-    model: nn.Module, inputs: Tensor, targets: Tensor, causal: bool, loss_impl: str
+def head_loss(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    weights: Tensor,
+    causal: bool,
+    loss_impl: str,
 ) -> Tensor:
-    """Per-token cross-entropy ``(B, T)`` of ``model(inputs)`` against ``targets``.
+    """sum over positions of ``weights * CE(model(inputs), targets)``; all ``(B, T)``.
 
     ``plain`` materialises the logits; ``chunked``/``liger`` stop the model before its LM head and
     fuse head + CE (``fused_ce.py``), so (B*T, V) logits never exist. Same numbers either way.
     """
-    if loss_impl == "plain":
-        logits = model(inputs, causal=causal)  # (B, T, V)
-        ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        return ce.view(targets.shape)
     hidden = model(inputs, causal=causal, head=False)  # (B, T, d)
     weight = model.lm_head.weight  # (V, d); a compiled model forwards the attribute
-    ce = linear_cross_entropy(hidden.flatten(0, 1), weight, targets.flatten(), loss_impl)
-    return ce.view(targets.shape)
+    return linear_cross_entropy(
+        hidden.flatten(0, 1), weight, targets.flatten(), weights.flatten(), loss_impl
+    )
 
 
 def _finish(
@@ -141,8 +143,9 @@ class AutoregressiveObjective:
         if self.loss_impl == "plain":
             logits = model(inputs, causal=True)  # (b, T-1, V)
             main = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        else:
-            main = token_ce(model, inputs, targets, True, self.loss_impl).mean()
+        else:  # the mean as a weighted sum: weights 1 / (b * (T-1))
+            weights = torch.full(targets.shape, 1.0 / targets.numel(), device=targets.device)
+            main = head_loss(model, inputs, targets, weights, True, self.loss_impl)
         return _finish(model, main, {})
 
 
@@ -179,10 +182,15 @@ class MaskedDiffusionObjective:
         if rows is not None:
             tokens, noisy, mask, weight = tokens[rows], noisy[rows], mask[rows], weight[rows]
         B, T = tokens.shape  # the rows this call scores
-        # CE at every position (no label shift), kept where masked: static shapes, no device
-        # sync (vs logits[mask]).
-        ce = token_ce(model, noisy, tokens, False, self.loss_impl)  # (B, T)
-        main = (ce * mask * weight[:, None]).sum() / (B * T)
+        if self.loss_impl == "plain":
+            logits = model(noisy, causal=False)  # (B, T, V): no label shift
+            # CE at every position, kept where masked: static shapes, no device sync (vs
+            # logits[mask]).
+            ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none")
+            main = (ce.view(B, T) * mask * weight[:, None]).sum() / (B * T)
+        else:
+            weights = mask * weight[:, None] / (B * T)  # (B, T): 0 where not masked
+            main = head_loss(model, noisy, tokens, weights, False, self.loss_impl)
         return _finish(model, main, {"mask_frac": mask.float().mean()})
 
 

@@ -1,4 +1,4 @@
-"""Fused LM head + cross-entropy equals the plain path, per token and through both objectives."""
+"""Fused LM head + cross-entropy equals the plain path, alone and through both objectives."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _grads(model: Transformer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
-def test_chunked_matches_plain_per_token_with_weights(chunk: int) -> None:
+def test_chunked_matches_plain_with_per_token_weights(chunk: int) -> None:
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(50, 24, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(DATA_VOCAB, 24, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -39,16 +39,25 @@ def test_chunked_matches_plain_per_token_with_weights(chunk: int) -> None:
     # Arbitrary per-token weights with zeros: the DLM's mask / p_mask is one such weighting.
     weights = torch.rand(50, generator=gen, dtype=torch.float64) * (torch.rand(50) < 0.6)
 
-    ref = F.cross_entropy(h @ w.T, targets, reduction="none")
-    (ref * weights).sum().backward()
+    ref = (F.cross_entropy(h @ w.T, targets, reduction="none") * weights).sum()
+    (3.0 * ref).backward()  # an upstream gradient != 1 must scale the precomputed gradients
     ref_gh, ref_gw = h.grad.clone(), w.grad.clone()
     h.grad = w.grad = None
 
-    ce = chunked_linear_cross_entropy(h, w, targets, chunk=chunk)
-    (ce * weights).sum().backward()
-    torch.testing.assert_close(ce.double(), ref.detach(), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(h.grad, ref_gh, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(w.grad, ref_gw, rtol=1e-6, atol=1e-9)
+    loss = chunked_linear_cross_entropy(h, w, targets, weights, chunk=chunk)
+    (3.0 * loss).backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h.grad, ref_gh, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(w.grad, ref_gw, rtol=1e-10, atol=1e-12)
+
+
+def test_chunked_without_grad_mode_returns_the_loss_only() -> None:
+    h, w = torch.randn(6, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
+    targets, weights = torch.randint(0, 9, (6,)), torch.full((6,), 1 / 6)
+    with torch.no_grad():
+        loss = chunked_linear_cross_entropy(h, w, targets, weights, chunk=4)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, F.cross_entropy(h @ w.T, targets).detach())
 
 
 def test_chunked_passes_gradcheck() -> None:
@@ -56,8 +65,9 @@ def test_chunked_passes_gradcheck() -> None:
     h = torch.randn(9, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(11, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 11, (9,), generator=gen)
+    weights = torch.rand(9, generator=gen, dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda a, b: chunked_linear_cross_entropy(a, b, targets, chunk=4), (h, w)
+        lambda a, b: chunked_linear_cross_entropy(a, b, targets, weights, chunk=4), (h, w)
     )
 
 
@@ -66,12 +76,13 @@ def test_chunked_under_cpu_bf16_autocast_is_close_to_plain() -> None:
     h = torch.randn(64, 32, generator=gen, requires_grad=True)
     w = (torch.randn(DATA_VOCAB, 32, generator=gen) * 0.2).requires_grad_()
     targets = torch.randint(0, DATA_VOCAB, (64,), generator=gen)
+    weights = torch.full((64,), 1 / 64)
     outs = {}
     for impl in ("plain", "chunked"):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            ce = linear_cross_entropy(h, w, targets, impl)
-        ce.mean().backward()
-        outs[impl] = (ce.detach(), h.grad.clone(), w.grad.clone())
+            loss = linear_cross_entropy(h, w, targets, weights, impl)
+        loss.backward()
+        outs[impl] = (loss.detach(), h.grad.clone(), w.grad.clone())
         h.grad = w.grad = None
     for ref, got in zip(outs["plain"], outs["chunked"], strict=True):
         torch.testing.assert_close(got.float(), ref.float(), rtol=2e-2, atol=2e-3)
@@ -131,7 +142,7 @@ def test_train_run_with_chunked_loss_follows_the_plain_run(tmp_path: Path, kind:
 def test_liger_refuses_cpu_tensors_with_a_clear_error() -> None:
     h, w = torch.randn(4, 8), torch.randn(10, 8)
     with pytest.raises(ValueError, match="loss_impl: 'liger' needs CUDA"):
-        linear_cross_entropy(h, w, torch.zeros(4, dtype=torch.long), "liger")
+        linear_cross_entropy(h, w, torch.zeros(4, dtype=torch.long), torch.ones(4), "liger")
 
 
 @pytest.mark.gpu
@@ -148,9 +159,9 @@ def test_cuda_bf16_fused_paths_agree_with_plain(impl: str) -> None:
     outs = {}
     for name in ("plain", impl):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            ce = linear_cross_entropy(h, w, targets, name)
-        (ce * weights).sum().backward()
-        outs[name] = (ce.detach().float(), h.grad.clone(), w.grad.clone())
+            loss = linear_cross_entropy(h, w, targets, weights, name)
+        loss.backward()
+        outs[name] = (loss.detach().float(), h.grad.clone(), w.grad.clone())
         h.grad = w.grad = None
     for ref, got in zip(outs["plain"], outs[impl], strict=True):
         torch.testing.assert_close(got.float(), ref.float(), rtol=2e-2, atol=2e-2)
