@@ -127,6 +127,8 @@ def law_fit_figure(analysis: StudyAnalysis) -> go.Figure:
         subplot_titles=["data-constrained law fit", "residual (obs/fit - 1)"],
     )
     for obj, fit in analysis.law_fits.items():
+        if fit.params is None:
+            continue
         points = law_points(analysis.evals, obj)
         pred = fit.predict(points)
         fig.add_trace(
@@ -229,21 +231,21 @@ def build_figures(analysis: StudyAnalysis) -> dict[str, go.Figure]:
     if analysis.empty or analysis.evals.empty:
         return {}
     figs = {f"curves-{m}": curves_figure(analysis, m) for m in METRICS}
-    if analysis.law_fits:
+    if any(f.params is not None for f in analysis.law_fits.values()):
         figs["law-fit"] = law_fit_figure(analysis)
     figs["critical-compute"] = critical_compute_figure(analysis)
     return figs
 
 
 def law_params_table(fits: dict[str, LawFit]) -> pd.DataFrame:
-    """One row per objective: each parameter with its bootstrap interval, R^2 and notes."""
+    """One row per objective: each parameter as 'value [lo, hi]' (95%, hull of bootstrap and
+    profile likelihood), a one-sided bound, or 'not identified: <why>'; never a number for a
+    parameter the design cannot pin."""
     rows = []
     for obj, fit in fits.items():
-        row = {"objective": obj, "n_points": fit.n_points, "R2": round(fit.r2, 4)}
-        for name, value in fit.params.as_dict().items():
-            lo, hi = fit.intervals.get(name, (math.nan, math.nan))
-            row[name] = f"{value:.4g} [{lo:.3g}, {hi:.3g}]"
-        row["notes"] = "; ".join(fit.notes)
+        row = {"objective": obj, "n_points": fit.n_points}
+        row["R2"] = f"{fit.r2:.4f}" if fit.params is not None else "no fit"
+        row |= {name: e.describe() for name, e in fit.estimates.items()}
         rows.append(row)
     return pd.DataFrame(rows)
 

