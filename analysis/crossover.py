@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from analysis.curves import SmoothCurve, fit_smooth_curve
 from analysis.errors import AnalysisError
@@ -45,6 +47,8 @@ def curve_points(evals: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
         frame = frame.sort_values("step").groupby("run_id").tail(1)
     out = pd.DataFrame(
         {
+            "run_id": frame["run_id"].to_numpy() if "run_id" in frame else "run",
+            "seed": frame["seed"].to_numpy() if "seed" in frame else 0,
             "objective": frame["objective"].to_numpy(),
             "epoch": frame["epoch"].to_numpy(float),
             "y": frame[metric].to_numpy(float),
@@ -72,12 +76,19 @@ def _crossing(grid: np.ndarray, diff: np.ndarray) -> tuple[str, float]:
     return "crossover", float(np.exp(lx0 + frac * (lx1 - lx0)))
 
 
-def _flops_at(points: pd.DataFrame, epoch: float) -> float:
-    known = points[np.isfinite(points["flops"]) & (points["flops"] > 0) & (points["epoch"] > 0)]
-    if known.empty or not math.isfinite(epoch):
+def _flops_at(points: pd.DataFrame, epoch: float, objective: str) -> float:
+    """Training compute of ``objective``'s runs at ``epoch``: its own FLOPs per epoch (the
+    evals' ``flops`` column, as training_core.flops counts them: causal attention at half the
+    bidirectional cost, so AR and DLM differ by a few percent) times epochs. Never pooled."""
+    known = points[
+        (points["objective"] == objective)
+        & np.isfinite(points["flops"])
+        & (points["flops"] > 0)
+        & (points["epoch"] > 0)
+    ]
+    if known.empty or math.isnan(epoch):
         return math.nan
-    # Compute is linear in tokens seen, so C = (FLOPs per epoch) * epoch; the median ratio is
-    # robust to a stray evaluation row.
+    # Compute is linear in tokens seen; the median ratio is robust to a stray evaluation row.
     slope = np.median(known["flops"] / known["epoch"])
     return float(slope * epoch)
 
@@ -102,8 +113,78 @@ def _residual_se(points: pd.DataFrame, ar: SmoothCurve, dlm: SmoothCurve) -> np.
         fitted = mask & (points["epoch"].to_numpy(float) > 0)
         resid = points["y"].to_numpy()[fitted] - curve(points["epoch"].to_numpy()[fitted])
         fallback = float(np.std(resid)) if fitted.sum() > 2 else 0.0
-        se[mask] = np.where(np.isfinite(se[mask]), se[mask], fallback)
+        # One seed per setting: the spread around the curve also holds seed noise the reported
+        # (evaluation) SE misses, so the larger of the two is drawn.
+        se[mask] = np.fmax(np.where(np.isfinite(se[mask]), se[mask], fallback), fallback)
     return se
+
+
+def _seed_matrix(points: pd.DataFrame, obj: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, point index) for one objective: row = seed, column = each distinct epoch; -1
+    where a seed lacks that epoch. Rows are resampled whole, so points of one run (curve mode)
+    or of one seed (final mode) keep their correlation."""
+    sub = points[points["objective"] == obj]
+    epochs = np.unique(sub["epoch"].to_numpy(float))
+    seeds = np.unique(sub["seed"].to_numpy())
+    index = -np.ones((len(seeds), len(epochs)), dtype=int)
+    for i, (s, e) in enumerate(zip(sub["seed"], sub["epoch"], strict=True)):
+        index[np.searchsorted(seeds, s), np.searchsorted(epochs, e)] = sub.index[i]
+    return epochs, index
+
+
+def _draws(
+    points: pd.DataFrame, se: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Bootstrap draws of the per-epoch means: (points with one row per (objective, epoch),
+    values (rows, B), basis). With >= 2 seeds, seeds are resampled whole (each with its own
+    evaluation noise already in it) and deviations inflated by sqrt(k / (k - 1)), the
+    small-sample correction of a k-cluster bootstrap, times t_df / z for
+    a spread estimated from few seeds. With one seed, only evaluation noise
+    is drawn: half shared by the whole run (the same held-out set scores every checkpoint),
+    half independent per point."""
+    rows, draws, bases = [], [], []
+    y = points["y"].to_numpy(float)
+    for obj in OBJECTIVES:
+        epochs, index = _seed_matrix(points, obj)
+        vals = np.where(index >= 0, y[np.maximum(index, 0)], np.nan)  # (k, E)
+        mean = np.nanmean(vals, axis=0)
+        k = len(index)
+        if k >= 2:
+            pick = rng.integers(0, k, (n_boot, k))  # (B, k) seeds per draw
+            boot = np.nanmean(vals[pick], axis=1)  # (B, E)
+            # Spread estimated from few seeds: t quantile over z on the pooled df, as a
+            # t interval would (k = 3 seeds at 5 epochs: df 10, x1.14).
+            df = max((k - 1) * len(epochs), 1)
+            boost = math.sqrt(k / (k - 1)) * student_t.ppf(0.975, df) / norm.ppf(0.975)
+            boot = mean + boost * (boot - mean)
+            boot = np.where(np.isfinite(boot), boot, mean)
+            bases.append("seeds resampled")
+        else:
+            sd = se[np.maximum(index[0], 0)]
+            z = rng.standard_normal((n_boot, 1)) + rng.standard_normal((n_boot, len(epochs)))
+            boot = mean + sd * z / math.sqrt(2.0)
+            bases.append("evaluation noise only")
+        rows.append(pd.DataFrame({"objective": obj, "epoch": epochs, "y": mean}))
+        draws.append(boot.T)
+    basis = (
+        bases[0]
+        if bases[0] == bases[1]
+        else "; ".join(f"{o}: {b}" for o, b in zip(OBJECTIVES, bases, strict=True))
+    )
+    return pd.concat(rows, ignore_index=True), np.vstack(draws), basis
+
+
+def _interval_all_draws(
+    boots: list[tuple[str, float]], lo: float, hi: float
+) -> tuple[float, float]:
+    """2.5/97.5 percentiles over every draw: a draw where AR is still ahead at the end crosses
+    beyond the range (+inf), one where DLM leads throughout before it (0). NaN if no draws."""
+    if not boots:
+        return math.nan, math.nan
+    where = {"no_crossover": math.inf, "dlm_ahead_throughout": 0.0}
+    values = np.array([e if s == "crossover" else where[s] for s, e in boots])
+    q_lo, q_hi = np.percentile(values, [2.5, 97.5], method="inverted_cdf")
+    return float(q_lo), float(q_hi)
 
 
 def locate_crossover(
@@ -112,6 +193,9 @@ def locate_crossover(
     """Crossover of one (model, budget) group from its points (see ``curve_points``)."""
     if metric not in METRICS:
         raise AnalysisError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+    points = points.reset_index(drop=True)
+    if "seed" not in points:
+        points = points.assign(seed=0)
     y = points["y"].to_numpy(float)
     ar, dlm = _fit_pair(points, y)
     lo = max(ar.epoch_range[0], dlm.epoch_range[0])
@@ -122,25 +206,30 @@ def locate_crossover(
     status, epoch = _crossing(grid, _dlm_minus_ar(ar, dlm, grid, metric))
     rng = np.random.default_rng(seed)
     se = _residual_se(points, ar, dlm)
-    boots = []
+    boots, basis = [], "no bootstrap"
     if n_boot:
+        means, y_b, basis = _draws(points, se, n_boot, rng)
         # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
-        y_b = y[:, None] + se[:, None] * rng.standard_normal((len(y), n_boot))
-        b_ar, b_dlm = _fit_pair(points, y_b, (ar.lam, dlm.lam))
+        b_ar, b_dlm = _fit_pair(means, y_b, (ar.lam, dlm.lam))
         diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
         boots = [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
-    found = np.array([e for s, e in boots if s == "crossover"])
-    e_lo, e_hi = np.percentile(found, [2.5, 97.5]) if len(found) else (math.nan, math.nan)
+    e_lo, e_hi = _interval_all_draws(boots, lo, hi)
+    n_cross = sum(s == "crossover" for s, _ in boots)
     return {
         "metric": metric,
         "status": status,
         "epoch": epoch,
-        "epoch_lo": float(e_lo),
-        "epoch_hi": float(e_hi),
-        "flops": _flops_at(points, epoch),
-        "flops_lo": _flops_at(points, float(e_lo)),
-        "flops_hi": _flops_at(points, float(e_hi)),
-        "p_crossover": len(found) / n_boot if n_boot else math.nan,
+        "epoch_lo": e_lo,
+        "epoch_hi": e_hi,
+        # C_crit is the DLM's compute at the crossover (the objective that overtakes); AR's
+        # compute at the same epoch is kept beside it.
+        "flops": _flops_at(points, epoch, "dlm"),
+        "flops_lo": _flops_at(points, e_lo, "dlm"),
+        "flops_hi": _flops_at(points, e_hi, "dlm"),
+        "flops_ar": _flops_at(points, epoch, "ar"),
+        "p_crossover": n_cross / n_boot if n_boot else math.nan,
+        "interval_basis": basis,
+        "n_seeds": int(points.groupby("objective")["seed"].nunique().min()),
         "epoch_min": lo,
         "epoch_max": hi,
         "n_points_ar": int((points["objective"] == "ar").sum()),
@@ -257,7 +346,12 @@ def critical_compute_measured(
         & (table["status"] == "crossover")
     ]
     # 95% interval width in log space -> standard deviation (divide by 2 * 1.96).
-    log_sd = (np.log(rows["flops_hi"]) - np.log(rows["flops_lo"])) / 3.92
+    with np.errstate(divide="ignore"):
+        log_sd = (np.log(rows["flops_hi"]) - np.log(rows["flops_lo"])) / 3.92
+    # An open interval (some draws never cross) has no finite width: draw such a point with
+    # the widest finite spread seen, or a factor e without any.
+    finite = log_sd[np.isfinite(log_sd)]
+    log_sd = log_sd.where(np.isfinite(log_sd), finite.max() if len(finite) else 1.0)
     return fit_power_law(
         rows["unique_tokens"].to_numpy(),
         rows["flops"].to_numpy(),
@@ -343,11 +437,13 @@ def critical_compute_from_laws(
     *,
     flops_per_token: float | None = None,
     measured_max_epochs: float | None = None,
-) -> tuple[pd.DataFrame, PowerLawFit]:
-    """Solve L_DLM = L_AR on the fitted laws at each budget, then fit C_crit(U) = k U^b.
+) -> tuple[pd.DataFrame, list[PowerLawFit]]:
+    """Solve L_DLM = L_AR on the fitted laws at each budget, then fit C_crit(U) = k U^b
+    separately to crossovers within the measured epochs and to extrapolated ones (past
+    ``measured_max_epochs``): the law's extrapolation is never mixed with what was measured.
 
-    Compute is ``flops_per_token * D`` (default 6 N D). Intervals pair the two laws' bootstrap
-    draws; ``beyond_measured`` marks crossovers past the largest epoch count actually run.
+    Compute is the DLM's: ``flops_per_token * D`` (pass the DLM runs' own FLOPs per token;
+    default 6 N D). Intervals pair the two laws' bootstrap draws.
     """
     fpt = flops_per_token or 6.0 * n_params
     rows = []
@@ -359,25 +455,35 @@ def critical_compute_from_laws(
             {"unique_tokens": u, "epoch": epochs, "flops": fpt * d, "beyond_measured": bool(beyond)}
         )
     table = pd.DataFrame(rows)
-    fit = fit_power_law(table["unique_tokens"], table["flops"], source="laws", n_boot=0)
-    n_pairs = min(len(ar.bootstrap), len(dlm.bootstrap))
+    fits = []
+    for beyond, label in ((False, "laws, within measured epochs"), (True, "laws, extrapolated")):
+        part = table[(table["beyond_measured"] == beyond) & np.isfinite(table["flops"])]
+        if part["unique_tokens"].nunique() < 2:
+            continue
+        fits.append(_law_power_fit(ar, dlm, n_params, part, fpt, label))
+    return table, fits
+
+
+def _law_power_fit(
+    ar: LawFit, dlm: LawFit, n_params: float, part: pd.DataFrame, fpt: float, label: str
+) -> PowerLawFit:
+    budgets = part["unique_tokens"].to_numpy(float)
+    fit = fit_power_law(budgets, part["flops"], source=label, n_boot=0)
     samples = []
-    for i in range(n_pairs):
+    for i in range(min(len(ar.bootstrap), len(dlm.bootstrap))):
         p_ar, p_dlm = (LawParams(**f.bootstrap.iloc[i].to_dict()) for f in (ar, dlm))
-        c = [fpt * law_crossover_tokens(p_ar, p_dlm, n_params, u) for u in unique_tokens]
+        c = np.array([fpt * law_crossover_tokens(p_ar, p_dlm, n_params, u) for u in budgets])
         ok = np.isfinite(c)
         if ok.sum() >= 2:
-            samples.append(
-                np.polyfit(np.log(np.asarray(unique_tokens)[ok]), np.log(np.asarray(c)[ok]), 1)
-            )
-    if samples:
-        s = np.array(samples)
-        fit = PowerLawFit(
-            fit.k,
-            fit.b,
-            tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5])),
-            tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5])),
-            fit.n_budgets,
-            "laws",
-        )
-    return table, fit
+            samples.append(np.polyfit(np.log(budgets[ok]), np.log(c[ok]), 1))
+    if not samples:
+        return fit
+    s = np.array(samples)
+    return PowerLawFit(
+        fit.k,
+        fit.b,
+        tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5])),
+        tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5])),
+        fit.n_budgets,
+        label,
+    )

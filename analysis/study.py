@@ -119,6 +119,8 @@ def analyze_study(
         result.notes.append("no finite evaluations in any completed run")
         return result
     _crossover_part(result, n_boot, seed)
+    if not result.crossovers.empty:
+        store.replace_derived_table("crossovers", result.crossovers)
     _law_part(result, n_boot, seed)
     if result.law_fits:
         store.replace_derived_table("law_fits", fit_table(result.law_fits))
@@ -170,18 +172,20 @@ def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
     tables = []
     for n_params, rows in result.evals.groupby("n_params"):
         budgets = sorted(rows["unique_tokens"].unique().tolist())
-        try:
-            table, fit = critical_compute_from_laws(
-                result.law_fits["ar"],
-                result.law_fits["dlm"],
-                float(n_params),
-                budgets,
-                measured_max_epochs=float(np.nanmax(rows["epoch"])),
-            )
-        except AnalysisError as err:
-            result.notes.append(f"C_crit(U) from laws, N={n_params:.3g}: {err}")
-            continue
+        dlm_runs = result.runs[
+            (result.runs["objective"] == "dlm") & (result.runs["n_params"] == n_params)
+        ]
+        fpt = dlm_runs.get("flops_per_token", pd.Series(dtype=float)).median()
+        table, fits = critical_compute_from_laws(
+            result.law_fits["ar"],
+            result.law_fits["dlm"],
+            float(n_params),
+            budgets,
+            flops_per_token=float(fpt) if np.isfinite(fpt) else None,
+            measured_max_epochs=float(np.nanmax(rows["epoch"])),
+        )
         tables.append(table.assign(n_params=n_params))
-        result.critical_compute.append(replace(fit, source=f"laws val_loss N={n_params:.3g}"))
+        for fit in fits:
+            result.critical_compute.append(replace(fit, source=f"{fit.source} N={n_params:.3g}"))
     if tables:
         result.law_crossovers = pd.concat(tables, ignore_index=True)

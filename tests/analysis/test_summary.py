@@ -30,6 +30,8 @@ def test_crossover_table_and_summary(tmp_path: Path) -> None:
     text = format_summary(table, runs)
     assert text.splitlines()[0] == "runs: completed 10"
     assert "DLM overtakes AR after" in text and "FLOPs" in text
+    # Every printed interval states P(crossover) and, with one seed, what it leaves out.
+    assert "P(crossover)" in text and "evaluation noise only" in text
 
 
 def test_summary_on_missing_objective_raises_clearly(tmp_path: Path) -> None:
