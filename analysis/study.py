@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.crossover import (
+from analysis.critical_compute import (
     PowerLawFit,
     critical_compute_from_laws,
     critical_compute_measured,
-    crossovers,
-    flag_loss_accuracy_divergence,
 )
+from analysis.crossover import crossovers, flag_loss_accuracy_divergence
 from analysis.errors import AnalysisError
 from analysis.fits import LawFit, fit_data_constrained_law, fit_table
 from analysis.store import ResultsStore

@@ -9,14 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.crossover import (
+from analysis.critical_compute import (
     critical_compute_measured,
-    crossovers,
     fit_power_law,
-    flag_loss_accuracy_divergence,
     law_crossover_tokens,
-    locate_crossover,
 )
+from analysis.crossover import crossovers, flag_loss_accuracy_divergence, locate_crossover
 from analysis.errors import AnalysisError
 from analysis.laws import MUENNIGHOFF_2023, data_constrained_loss
 from analysis.store import ResultsStore

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.crossover import law_crossover_tokens
+from analysis.critical_compute import law_crossover_tokens
 from analysis.errors import AnalysisError
 from analysis.laws import MUENNIGHOFF_2023
 from analysis.store import ResultsStore
