@@ -60,7 +60,10 @@ class Estimate:
         return self.status == IDENTIFIED
 
     def describe(self) -> str:
-        """'15.4 [9.1, 30.2]', '> 40', '< 3', '2.1 [interval unknown]' or the status."""
+        """'15.4 [9.1, 30.2]', '> 40', '< 3', '2.1 [interval unknown]', '520.8 (frozen,
+        given)' or the status ('not identified: <why>')."""
+        if self.status == "frozen (given)" and self.value is not None:
+            return f"{self.value:.4g} (frozen, given)"
         if not self.identified or self.value is None:
             return self.status
         if self.lo is None or self.hi is None:
@@ -259,7 +262,7 @@ def _estimate(
 ) -> Estimate:
     value = getattr(params, name)
     if name in frozen:
-        return Estimate(name, "frozen (given)", value, value, value)
+        return Estimate(name, "frozen (given)", value)  # no interval: it was not estimated
     if gate != IDENTIFIED:
         return Estimate(name, gate)
     b_iv = None

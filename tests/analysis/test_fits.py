@@ -99,7 +99,8 @@ def test_frozen_parameters_and_bad_input() -> None:
     points = _points(AR, 1, 0.003)
     stage1 = {k: getattr(AR, k) for k in ("A", "B", "E", "alpha", "beta")}
     fit = fit_data_constrained_law(points, "x", n_boot=0, frozen=stage1)
-    assert fit.estimates["A"].status == "frozen (given)"
+    assert fit.estimates["A"].status == "frozen (given)" and fit.estimates["A"].lo is None
+    assert fit.estimates["A"].describe() == f"{AR.A:.4g} (frozen, given)"
     assert fit.estimates["rd_star"].identified
     assert fit.objective_value <= objective_at(points, AR) * (1 + 1e-9)
     with pytest.raises(AnalysisError, match="lack columns"):
