@@ -10,15 +10,15 @@ until the end of the range both objectives were measured on; outside it nothing 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from analysis.curves import SmoothCurve, fit_smooth_curve
 from analysis.errors import AnalysisError
-from analysis.fits import LawFit
-from analysis.laws import LawParams, data_constrained_loss
 
 METRICS = {"val_loss": "lower", "mc_acc": "higher"}
 GROUP = ["model_name", "unique_tokens"]
@@ -45,6 +45,8 @@ def curve_points(evals: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
         frame = frame.sort_values("step").groupby("run_id").tail(1)
     out = pd.DataFrame(
         {
+            "run_id": frame["run_id"].to_numpy() if "run_id" in frame else "run",
+            "seed": frame["seed"].to_numpy() if "seed" in frame else 0,
             "objective": frame["objective"].to_numpy(),
             "epoch": frame["epoch"].to_numpy(float),
             "y": frame[metric].to_numpy(float),
@@ -72,12 +74,19 @@ def _crossing(grid: np.ndarray, diff: np.ndarray) -> tuple[str, float]:
     return "crossover", float(np.exp(lx0 + frac * (lx1 - lx0)))
 
 
-def _flops_at(points: pd.DataFrame, epoch: float) -> float:
-    known = points[np.isfinite(points["flops"]) & (points["flops"] > 0) & (points["epoch"] > 0)]
-    if known.empty or not math.isfinite(epoch):
+def _flops_at(points: pd.DataFrame, epoch: float, objective: str) -> float:
+    """Training compute of ``objective``'s runs at ``epoch``: its own FLOPs per epoch (the
+    evals' ``flops`` column, as training_core.flops counts them: causal attention at half the
+    bidirectional cost, so AR and DLM differ by a few percent) times epochs. Never pooled."""
+    known = points[
+        (points["objective"] == objective)
+        & np.isfinite(points["flops"])
+        & (points["flops"] > 0)
+        & (points["epoch"] > 0)
+    ]
+    if known.empty or math.isnan(epoch):
         return math.nan
-    # Compute is linear in tokens seen, so C = (FLOPs per epoch) * epoch; the median ratio is
-    # robust to a stray evaluation row.
+    # Compute is linear in tokens seen; the median ratio is robust to a stray evaluation row.
     slope = np.median(known["flops"] / known["epoch"])
     return float(slope * epoch)
 
@@ -102,8 +111,82 @@ def _residual_se(points: pd.DataFrame, ar: SmoothCurve, dlm: SmoothCurve) -> np.
         fitted = mask & (points["epoch"].to_numpy(float) > 0)
         resid = points["y"].to_numpy()[fitted] - curve(points["epoch"].to_numpy()[fitted])
         fallback = float(np.std(resid)) if fitted.sum() > 2 else 0.0
-        se[mask] = np.where(np.isfinite(se[mask]), se[mask], fallback)
+        # One seed per setting: the spread around the curve also holds seed noise the reported
+        # (evaluation) SE misses, so the larger of the two is drawn.
+        se[mask] = np.fmax(np.where(np.isfinite(se[mask]), se[mask], fallback), fallback)
     return se
+
+
+def _seed_matrix(points: pd.DataFrame, obj: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, point index) for one objective: row = seed, column = each distinct epoch; -1
+    where a seed lacks that epoch. Rows are resampled whole, so points of one run (curve mode)
+    or of one seed (final mode) keep their correlation."""
+    sub = points[points["objective"] == obj]
+    epochs = np.unique(sub["epoch"].to_numpy(float))
+    seeds = np.unique(sub["seed"].to_numpy())
+    index = -np.ones((len(seeds), len(epochs)), dtype=int)
+    for i, (s, e) in enumerate(zip(sub["seed"], sub["epoch"], strict=True)):
+        index[np.searchsorted(seeds, s), np.searchsorted(epochs, e)] = sub.index[i]
+    return epochs, index
+
+
+def _draws(
+    points: pd.DataFrame, se: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Bootstrap draws of the per-epoch means: (points with one row per (objective, epoch),
+    values (rows, B), basis). With >= 2 seeds, seeds are resampled whole (each with its own
+    evaluation noise already in it) and deviations inflated by sqrt(k / (k - 1)), the
+    small-sample correction of a k-cluster bootstrap, times t_df / z for
+    a spread estimated from few seeds. With one seed at some epoch, only evaluation noise
+    is drawn: half shared by the whole run (the same held-out set scores every checkpoint),
+    half independent per point."""
+    rows, draws, bases = [], [], []
+    y = points["y"].to_numpy(float)
+    for obj in OBJECTIVES:
+        epochs, index = _seed_matrix(points, obj)
+        vals = np.where(index >= 0, y[np.maximum(index, 0)], np.nan)  # (k, E)
+        mean = np.nanmean(vals, axis=0)
+        k, per_epoch = len(index), (index >= 0).sum(axis=0)
+        if per_epoch.min() >= 2:
+            pick = rng.integers(0, k, (n_boot, k))  # (B, k) seeds per draw
+            with warnings.catch_warnings():  # a draw may miss an epoch some seeds lack
+                warnings.simplefilter("ignore", RuntimeWarning)
+                boot = np.nanmean(vals[pick], axis=1)  # (B, E)
+            # Spread estimated from few seeds: t quantile over z on the pooled df, as a
+            # t interval would (k = 3 seeds at 5 epochs: df 10, x1.14).
+            df = max((k - 1) * len(epochs), 1)
+            boost = math.sqrt(k / (k - 1)) * student_t.ppf(0.975, df) / norm.ppf(0.975)
+            boot = mean + boost * (boot - mean)
+            boot = np.where(np.isfinite(boot), boot, mean)
+            bases.append("seeds resampled")
+        else:
+            # SE of each epoch's mean over its seeds; one seed somewhere: no seed spread known.
+            first = np.where(index >= 0, index, -1).max(axis=0)
+            sd = se[first] / np.sqrt(per_epoch)
+            z = rng.standard_normal((n_boot, 1)) + rng.standard_normal((n_boot, len(epochs)))
+            boot = mean + sd * z / math.sqrt(2.0)
+            bases.append("evaluation noise only")
+        rows.append(pd.DataFrame({"objective": obj, "epoch": epochs, "y": mean}))
+        draws.append(boot.T)
+    basis = (
+        bases[0]
+        if bases[0] == bases[1]
+        else "; ".join(f"{o}: {b}" for o, b in zip(OBJECTIVES, bases, strict=True))
+    )
+    return pd.concat(rows, ignore_index=True), np.vstack(draws), basis
+
+
+def _interval_all_draws(
+    boots: list[tuple[str, float]], lo: float, hi: float
+) -> tuple[float, float]:
+    """2.5/97.5 percentiles over every draw: a draw where AR is still ahead at the end crosses
+    beyond the range (+inf), one where DLM leads throughout before it (0). NaN if no draws."""
+    if not boots:
+        return math.nan, math.nan
+    where = {"no_crossover": math.inf, "dlm_ahead_throughout": 0.0}
+    values = np.array([e if s == "crossover" else where[s] for s, e in boots])
+    q_lo, q_hi = np.percentile(values, [2.5, 97.5], method="inverted_cdf")
+    return float(q_lo), float(q_hi)
 
 
 def locate_crossover(
@@ -112,6 +195,9 @@ def locate_crossover(
     """Crossover of one (model, budget) group from its points (see ``curve_points``)."""
     if metric not in METRICS:
         raise AnalysisError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+    points = points.reset_index(drop=True)
+    if "seed" not in points:
+        points = points.assign(seed=0)
     y = points["y"].to_numpy(float)
     ar, dlm = _fit_pair(points, y)
     lo = max(ar.epoch_range[0], dlm.epoch_range[0])
@@ -122,25 +208,30 @@ def locate_crossover(
     status, epoch = _crossing(grid, _dlm_minus_ar(ar, dlm, grid, metric))
     rng = np.random.default_rng(seed)
     se = _residual_se(points, ar, dlm)
-    boots = []
+    boots, basis = [], "no bootstrap"
     if n_boot:
+        means, y_b, basis = _draws(points, se, n_boot, rng)
         # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
-        y_b = y[:, None] + se[:, None] * rng.standard_normal((len(y), n_boot))
-        b_ar, b_dlm = _fit_pair(points, y_b, (ar.lam, dlm.lam))
+        b_ar, b_dlm = _fit_pair(means, y_b, (ar.lam, dlm.lam))
         diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
         boots = [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
-    found = np.array([e for s, e in boots if s == "crossover"])
-    e_lo, e_hi = np.percentile(found, [2.5, 97.5]) if len(found) else (math.nan, math.nan)
+    e_lo, e_hi = _interval_all_draws(boots, lo, hi)
+    n_cross = sum(s == "crossover" for s, _ in boots)
     return {
         "metric": metric,
         "status": status,
         "epoch": epoch,
-        "epoch_lo": float(e_lo),
-        "epoch_hi": float(e_hi),
-        "flops": _flops_at(points, epoch),
-        "flops_lo": _flops_at(points, float(e_lo)),
-        "flops_hi": _flops_at(points, float(e_hi)),
-        "p_crossover": len(found) / n_boot if n_boot else math.nan,
+        "epoch_lo": e_lo,
+        "epoch_hi": e_hi,
+        # C_crit is the DLM's compute at the crossover (the objective that overtakes); AR's
+        # compute at the same epoch is kept beside it.
+        "flops": _flops_at(points, epoch, "dlm"),
+        "flops_lo": _flops_at(points, e_lo, "dlm"),
+        "flops_hi": _flops_at(points, e_hi, "dlm"),
+        "flops_ar": _flops_at(points, epoch, "ar"),
+        "p_crossover": n_cross / n_boot if n_boot else math.nan,
+        "interval_basis": basis,
+        "n_seeds": int(points.groupby("objective")["seed"].nunique().min()),
         "epoch_min": lo,
         "epoch_max": hi,
         "n_points_ar": int((points["objective"] == "ar").sum()),
@@ -193,80 +284,6 @@ def crossovers(
     return table
 
 
-@dataclass(frozen=True)
-class PowerLawFit:
-    """C_crit(U) = k * U^b, fitted in log space; intervals are bootstrap 2.5/97.5 percentiles."""
-
-    k: float
-    b: float
-    k_interval: tuple[float, float]
-    b_interval: tuple[float, float]
-    n_budgets: int
-    source: str
-
-    def __call__(self, unique_tokens: np.ndarray | float) -> np.ndarray:
-        return self.k * np.asarray(unique_tokens, dtype=float) ** self.b
-
-
-def fit_power_law(
-    unique_tokens: np.ndarray,
-    compute: np.ndarray,
-    log_sd: np.ndarray | None = None,
-    *,
-    source: str = "measured",
-    n_boot: int = 500,
-    seed: int = 0,
-) -> PowerLawFit:
-    """OLS of log C on log U; the bootstrap redraws each log C with its own spread ``log_sd``
-    (from the crossover's interval), or resamples budgets when none is given."""
-    u, c = np.asarray(unique_tokens, float), np.asarray(compute, float)
-    keep = np.isfinite(u) & np.isfinite(c) & (u > 0) & (c > 0)
-    u, c = u[keep], c[keep]
-    if len(np.unique(u)) < 2:
-        raise AnalysisError(
-            f"C_crit(U) ({source}) needs crossovers at >= 2 budgets, got "
-            f"{sorted(set(u.astype(int).tolist()))}"
-        )
-    lu, lc = np.log(u), np.log(c)
-    b, logk = np.polyfit(lu, lc, 1)
-    rng = np.random.default_rng(seed)
-    sd = None if log_sd is None else np.nan_to_num(np.asarray(log_sd, float)[keep], nan=0.0)
-    samples = []
-    for _ in range(n_boot):
-        if sd is not None:
-            xs, ys = lu, lc + sd * rng.standard_normal(len(lc))
-        else:
-            idx = rng.integers(0, len(lu), len(lu))
-            if len(np.unique(idx)) < 2:
-                continue
-            xs, ys = lu[idx], lc[idx]
-        samples.append(np.polyfit(xs, ys, 1))
-    s = np.array(samples) if samples else np.array([[b, logk]])
-    b_iv = tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5]))
-    k_iv = tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5]))
-    return PowerLawFit(float(np.exp(logk)), float(b), k_iv, b_iv, len(np.unique(u)), source)
-
-
-def critical_compute_measured(
-    table: pd.DataFrame, model_name: str, metric: str, **kw: object
-) -> PowerLawFit:
-    """C_crit(U) from the measured crossovers of one model and metric."""
-    rows = table[
-        (table["model_name"] == model_name)
-        & (table["metric"] == metric)
-        & (table["status"] == "crossover")
-    ]
-    # 95% interval width in log space -> standard deviation (divide by 2 * 1.96).
-    log_sd = (np.log(rows["flops_hi"]) - np.log(rows["flops_lo"])) / 3.92
-    return fit_power_law(
-        rows["unique_tokens"].to_numpy(),
-        rows["flops"].to_numpy(),
-        log_sd.to_numpy(),
-        source=f"measured {metric}",
-        **kw,
-    )
-
-
 def flag_loss_accuracy_divergence(evals: pd.DataFrame) -> pd.DataFrame:
     """Runs whose validation loss rises after its minimum while MC accuracy still improves.
 
@@ -315,69 +332,3 @@ def flag_loss_accuracy_divergence(evals: pd.DataFrame) -> pd.DataFrame:
             "flagged",
         ],
     )
-
-
-def law_crossover_tokens(
-    ar: LawParams, dlm: LawParams, n_params: float, unique_tokens: float, max_epochs: float = 1e4
-) -> float:
-    """Tokens D at which L_DLM(N, D, U) drops below L_AR(N, D, U) for good, or NaN if never
-    within (0.01, max_epochs] epochs. This is the law's answer, extrapolated by construction."""
-    d = np.geomspace(0.01 * unique_tokens, max_epochs * unique_tokens, 4000)
-    diff = data_constrained_loss(n_params, d, unique_tokens, _finite(dlm)) - data_constrained_loss(
-        n_params, d, unique_tokens, _finite(ar)
-    )
-    status, epoch = _crossing(d / unique_tokens, diff)
-    return epoch * unique_tokens if status == "crossover" else math.nan
-
-
-def _finite(p: LawParams) -> LawParams:
-    # Fits report a non-identifiable R_N* as NaN; the law then treats extra parameters as fresh.
-    return p.with_(rn_star=math.inf) if math.isnan(p.rn_star) else p
-
-
-def critical_compute_from_laws(
-    ar: LawFit,
-    dlm: LawFit,
-    n_params: float,
-    unique_tokens: list[float],
-    *,
-    flops_per_token: float | None = None,
-    measured_max_epochs: float | None = None,
-) -> tuple[pd.DataFrame, PowerLawFit]:
-    """Solve L_DLM = L_AR on the fitted laws at each budget, then fit C_crit(U) = k U^b.
-
-    Compute is ``flops_per_token * D`` (default 6 N D). Intervals pair the two laws' bootstrap
-    draws; ``beyond_measured`` marks crossovers past the largest epoch count actually run.
-    """
-    fpt = flops_per_token or 6.0 * n_params
-    rows = []
-    for u in unique_tokens:
-        d = law_crossover_tokens(ar.params, dlm.params, n_params, u)
-        epochs = d / u
-        beyond = measured_max_epochs is not None and epochs > measured_max_epochs
-        rows.append(
-            {"unique_tokens": u, "epoch": epochs, "flops": fpt * d, "beyond_measured": bool(beyond)}
-        )
-    table = pd.DataFrame(rows)
-    fit = fit_power_law(table["unique_tokens"], table["flops"], source="laws", n_boot=0)
-    n_pairs = min(len(ar.bootstrap), len(dlm.bootstrap))
-    samples = []
-    for i in range(n_pairs):
-        p_ar, p_dlm = (LawParams(**f.bootstrap.iloc[i].to_dict()) for f in (ar, dlm))
-        c = [fpt * law_crossover_tokens(p_ar, p_dlm, n_params, u) for u in unique_tokens]
-        ok = np.isfinite(c)
-        if ok.sum() >= 2:
-            samples.append(
-                np.polyfit(np.log(np.asarray(unique_tokens)[ok]), np.log(np.asarray(c)[ok]), 1)
-            )
-    if samples:
-        s = np.array(samples)
-        fit = PowerLawFit(
-            fit.k,
-            fit.b,
-            tuple(float(np.exp(x)) for x in np.percentile(s[:, 1], [2.5, 97.5])),
-            tuple(float(x) for x in np.percentile(s[:, 0], [2.5, 97.5])),
-            fit.n_budgets,
-            "laws",
-        )
-    return table, fit

@@ -24,6 +24,7 @@ from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
+from analysis.summary import interval_text
 
 COLORS = {"ar": "#1f77b4", "dlm": "#d62728"}
 METRIC_LABELS = {"val_loss": "validation loss", "mc_acc": "MC accuracy"}
@@ -96,10 +97,11 @@ def curves_figure(analysis: StudyAnalysis, metric: str) -> go.Figure:
                     col=col,
                 )
         for _, row in _marker_rows(analysis.crossovers, model, int(u), metric).iterrows():
-            if math.isfinite(row["epoch_lo"]):
+            if not (math.isnan(row["epoch_lo"]) or math.isnan(row["epoch_hi"])):
+                # Open edges (draws that never cross) shade to the end of the measured range.
                 fig.add_vrect(
-                    x0=row["epoch_lo"],
-                    x1=row["epoch_hi"],
+                    x0=max(row["epoch_lo"], row["epoch_min"]),
+                    x1=min(row["epoch_hi"], row["epoch_max"]),
                     fillcolor="gray",
                     opacity=0.2,
                     line_width=0,
@@ -127,6 +129,8 @@ def law_fit_figure(analysis: StudyAnalysis) -> go.Figure:
         subplot_titles=["data-constrained law fit", "residual (obs/fit - 1)"],
     )
     for obj, fit in analysis.law_fits.items():
+        if fit.params is None:
+            continue
         points = law_points(analysis.evals, obj)
         pred = fit.predict(points)
         fig.add_trace(
@@ -186,22 +190,30 @@ def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
                     error_y={
                         "type": "data",
                         "symmetric": False,
-                        "array": rows["flops_hi"] - rows["flops"],
+                        # Open upper edges are drawn to 10x (the table says "not crossed").
+                        "array": np.fmin(rows["flops_hi"], 10 * rows["flops"]) - rows["flops"],
                         "arrayminus": rows["flops"] - rows["flops_lo"],
                     },
                 )
             )
     if not analysis.law_crossovers.empty:
         lc = analysis.law_crossovers
-        fig.add_trace(
-            go.Scatter(
-                x=lc["unique_tokens"],
-                y=lc["flops"],
-                mode="markers",
-                name="from fitted laws",
-                marker={"symbol": "diamond"},
+        for beyond, name, symbol in (
+            (False, "from fitted laws (within measured epochs)", "diamond"),
+            (True, "from fitted laws (extrapolated)", "diamond-open"),
+        ):
+            part = lc[lc["beyond_measured"] == beyond]
+            if part.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=part["unique_tokens"],
+                    y=part["flops"],
+                    mode="markers",
+                    name=name,
+                    marker={"symbol": symbol},
+                )
             )
-        )
     for fit in analysis.critical_compute:
         lo, hi = fit.b_interval
         u = np.geomspace(*_u_range(analysis), 50)
@@ -229,21 +241,21 @@ def build_figures(analysis: StudyAnalysis) -> dict[str, go.Figure]:
     if analysis.empty or analysis.evals.empty:
         return {}
     figs = {f"curves-{m}": curves_figure(analysis, m) for m in METRICS}
-    if analysis.law_fits:
+    if any(f.params is not None for f in analysis.law_fits.values()):
         figs["law-fit"] = law_fit_figure(analysis)
     figs["critical-compute"] = critical_compute_figure(analysis)
     return figs
 
 
 def law_params_table(fits: dict[str, LawFit]) -> pd.DataFrame:
-    """One row per objective: each parameter with its bootstrap interval, R^2 and notes."""
+    """One row per objective: each parameter as 'value [lo, hi]' (95%, hull of bootstrap and
+    profile likelihood), a one-sided bound, or 'not identified: <why>'; never a number for a
+    parameter the design cannot pin."""
     rows = []
     for obj, fit in fits.items():
-        row = {"objective": obj, "n_points": fit.n_points, "R2": round(fit.r2, 4)}
-        for name, value in fit.params.as_dict().items():
-            lo, hi = fit.intervals.get(name, (math.nan, math.nan))
-            row[name] = f"{value:.4g} [{lo:.3g}, {hi:.3g}]"
-        row["notes"] = "; ".join(fit.notes)
+        row = {"objective": obj, "n_points": fit.n_points}
+        row["R2"] = f"{fit.r2:.4f}" if fit.params is not None else "no fit"
+        row |= {name: e.describe() for name, e in fit.estimates.items()}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -299,7 +311,7 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
         _section(
             "crossovers",
             "Crossover table (DLM overtakes AR)",
-            _table_html(analysis.crossovers, "no crossover analysis: see overview"),
+            _table_html(_crossover_display(analysis.crossovers), "no crossover analysis"),
         ),
         _section(
             "law-fits",
@@ -329,6 +341,16 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
         ),
     ]
     return _page(title, "".join(parts), with_js=True)
+
+
+def _crossover_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The crossover table with its interval spelled out beside the numbers: open edges,
+    P(crossover) and what the interval includes (seeds, or evaluation noise only)."""
+    if table.empty or "epoch_lo" not in table:
+        return table
+    shown = table.copy()
+    shown.insert(4, "interval", [interval_text(r) for _, r in table.iterrows()])
+    return shown
 
 
 def _power_law_table(analysis: StudyAnalysis) -> pd.DataFrame:

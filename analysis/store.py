@@ -327,3 +327,16 @@ class ResultsStore:
             self.ensure_schema()
         with self._connect(read_only=True) as con:
             return con.execute(sql, params or []).fetchdf()
+
+    def replace_derived_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Replace table ``name`` with ``frame`` in one transaction: derived results (law fits,
+        crossovers) that each analysis recomputes whole, so a rerun never duplicates rows."""
+        if not name.isidentifier():
+            raise ValueError(f"name: table name must be an identifier, got {name!r}")
+        self.ensure_schema()
+        with self._connect() as con:
+            con.register("derived_frame", frame)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM derived_frame")
+            con.execute("COMMIT")
+            con.unregister("derived_frame")

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.crossover import (
+from analysis.critical_compute import (
     PowerLawFit,
     critical_compute_from_laws,
     critical_compute_measured,
-    crossovers,
-    flag_loss_accuracy_divergence,
 )
+from analysis.crossover import crossovers, flag_loss_accuracy_divergence
 from analysis.errors import AnalysisError
-from analysis.fits import LawFit, fit_data_constrained_law
+from analysis.fits import LawFit, fit_data_constrained_law, fit_table
 from analysis.store import ResultsStore
 
 
@@ -43,29 +42,43 @@ class StudyAnalysis:
         return self.runs.empty
 
 
-def law_points(evals: pd.DataFrame, objective: str, *, drop_overfit: bool = True) -> pd.DataFrame:
-    """Law-fit input for one objective: finite evaluations as (N, D=tokens_seen, U, loss).
+FIT_KINDS = ("final", "branch")  # eval ``kind`` values that are law-fit points (annealed)
 
-    Only evaluations after some training count (tokens_seen > 0).
 
-    The law only ever decreases in D, so with ``drop_overfit`` the evaluations after a run's
-    best loss that are worse than it by more than 2 standard errors (0.01 without one) are left
-    out: overfitting is reported by the curves and the divergence flags, not fitted.
-    """
+@dataclass(frozen=True)
+class LawPointSelection:
+    """Law-fit input for one objective and what was left out, by reason (counts of evals)."""
+
+    points: pd.DataFrame
+    excluded: dict[str, int]
+
+    def describe(self, objective: str) -> str:
+        parts = [f"{n} {reason}" for reason, n in self.excluded.items() if n]
+        kept = f"law fit for {objective!r}: {len(self.points)} points (final losses of runs)"
+        return kept + (f"; excluded {', '.join(parts)}" if parts else "")
+
+
+def select_law_points(
+    evals: pd.DataFrame, objective: str, completed: set[str] | None = None
+) -> LawPointSelection:
+    """Final loss of each completed run, plus evaluations of kind 'final'/'branch' (annealed
+    checkpoints) when the evals carry a ``kind`` column. Other mid-run evaluations sit above a
+    run trained to that many tokens (its learning rate has not decayed), so they draw curves
+    but never enter the law fit. ``completed``: run ids whose run finished (None = all)."""
     rows = evals[evals["objective"] == objective].sort_values(["run_id", "step"])
-    # The initial evaluation (D = 0) is no point of the law: B / D'^beta is infinite there.
-    rows = rows[rows["tokens_seen"].astype(float) > 0]
-    if drop_overfit and not rows.empty:
-        loss = rows["val_loss"].astype(float)
-        best = loss.groupby(rows["run_id"]).transform("min")
-        se = rows.get("val_loss_se", pd.Series(np.nan, index=rows.index)).astype(float)
-        # Position of each run's minimum: rows after it that are clearly worse are dropped.
-        after_best = loss.groupby(rows["run_id"]).cumcount() > loss.groupby(
-            rows["run_id"]
-        ).transform(lambda v: int(np.argmin(v.to_numpy())))
-        worse = loss > best + np.where(np.isfinite(se), 2 * se, 0.01)
-        rows = rows[~(after_best & worse)]
-    return pd.DataFrame(
+    trained = rows["tokens_seen"].astype(float) > 0
+    done = rows["run_id"].isin(completed) if completed is not None else trained | True
+    last = rows.groupby("run_id")["step"].transform("max") == rows["step"]
+    keep = trained & done & last
+    if "kind" in rows.columns:
+        keep |= trained & rows["kind"].isin(FIT_KINDS)
+    excluded = {
+        "initial evaluations (no training)": int((~trained).sum()),
+        "evaluations of unfinished runs": int((trained & ~done & ~keep).sum()),
+        "mid-run evaluations (learning rate not annealed)": int((trained & done & ~keep).sum()),
+    }
+    rows = rows[keep]
+    points = pd.DataFrame(
         {
             "run_id": rows["run_id"],
             "n_params": rows["n_params"].astype(float),
@@ -73,7 +86,13 @@ def law_points(evals: pd.DataFrame, objective: str, *, drop_overfit: bool = True
             "unique_tokens": rows["unique_tokens"].astype(float),
             "loss": rows["val_loss"].astype(float),
         }
-    )
+    ).reset_index(drop=True)
+    return LawPointSelection(points, excluded)
+
+
+def law_points(evals: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """The points of ``select_law_points`` (every run counted as completed)."""
+    return select_law_points(evals, objective).points
 
 
 def _as_store(db: str | Path | ResultsStore) -> ResultsStore:
@@ -99,7 +118,11 @@ def analyze_study(
         result.notes.append("no finite evaluations in any completed run")
         return result
     _crossover_part(result, n_boot, seed)
+    if not result.crossovers.empty:
+        store.replace_derived_table("crossovers", result.crossovers)
     _law_part(result, n_boot, seed)
+    if result.law_fits:
+        store.replace_derived_table("law_fits", fit_table(result.law_fits))
     result.divergence = flag_loss_accuracy_divergence(result.evals)
     return result
 
@@ -120,40 +143,48 @@ def _crossover_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
 
 
 def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
+    completed = set(result.runs.loc[result.runs["status"] == "completed", "run_id"])
     for objective in ("ar", "dlm"):
-        points = law_points(result.evals, objective)
-        if points.empty:
-            result.notes.append(f"law fit for {objective!r}: no runs of this objective")
+        selection = select_law_points(result.evals, objective, completed)
+        if selection.points.empty:
+            result.notes.append(f"law fit for {objective!r}: no completed runs of this objective")
             continue
-        n_all = int((result.evals["objective"] == objective).sum())
-        if len(points) < n_all:
-            result.notes.append(
-                f"law fit for {objective!r}: {n_all - len(points)} of {n_all} evaluations left "
-                "out (after the run's best loss and clearly worse: overfitting)"
-            )
+        result.notes.append(selection.describe(objective))
         try:
-            result.law_fits[objective] = fit_data_constrained_law(
-                points, objective, n_boot=n_boot, seed=seed
-            )
+            fit = fit_data_constrained_law(selection.points, objective, n_boot=n_boot, seed=seed)
         except AnalysisError as err:
             result.notes.append(str(err))
-    if len(result.law_fits) < 2:
+            continue
+        result.law_fits[objective] = fit
+        identified = [n for n, e in fit.estimates.items() if e.identified]
+        result.notes.append(
+            f"law fit for {objective!r}: this design identifies "
+            f"{', '.join(identified) if identified else 'no law parameter'}"
+        )
+    usable = [f for f in result.law_fits.values() if f.params is not None]
+    if len(usable) < 2 or not all(f.identified("rd_star") for f in usable):
+        if result.law_fits:
+            result.notes.append(
+                "C_crit(U) from laws: needs both objectives' laws with R_D* identified"
+            )
         return
     tables = []
     for n_params, rows in result.evals.groupby("n_params"):
         budgets = sorted(rows["unique_tokens"].unique().tolist())
-        try:
-            table, fit = critical_compute_from_laws(
-                result.law_fits["ar"],
-                result.law_fits["dlm"],
-                float(n_params),
-                budgets,
-                measured_max_epochs=float(np.nanmax(rows["epoch"])),
-            )
-        except AnalysisError as err:
-            result.notes.append(f"C_crit(U) from laws, N={n_params:.3g}: {err}")
-            continue
+        dlm_runs = result.runs[
+            (result.runs["objective"] == "dlm") & (result.runs["n_params"] == n_params)
+        ]
+        fpt = dlm_runs.get("flops_per_token", pd.Series(dtype=float)).median()
+        table, fits = critical_compute_from_laws(
+            result.law_fits["ar"],
+            result.law_fits["dlm"],
+            float(n_params),
+            budgets,
+            flops_per_token=float(fpt) if np.isfinite(fpt) else None,
+            measured_max_epochs=float(np.nanmax(rows["epoch"])),
+        )
         tables.append(table.assign(n_params=n_params))
-        result.critical_compute.append(replace(fit, source=f"laws val_loss N={n_params:.3g}"))
+        for fit in fits:
+            result.critical_compute.append(replace(fit, source=f"{fit.source} N={n_params:.3g}"))
     if tables:
         result.law_crossovers = pd.concat(tables, ignore_index=True)

@@ -21,29 +21,44 @@ def crossover_table(
     return crossovers(evals, n_boot=n_boot, seed=seed)
 
 
-def _interval(lo: float, hi: float, fmt: str) -> str:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return ""
-    return f" [{lo:{fmt}}, {hi:{fmt}}]"
+def _bound(x: float, fmt: str, lo_edge: float, hi_edge: float) -> str:
+    if math.isinf(x):
+        return f"beyond {hi_edge:{fmt}} (not crossed)"
+    if x <= 0:
+        return f"before {lo_edge:{fmt}}"
+    return f"{x:{fmt}}"
+
+
+def interval_text(row: pd.Series, fmt: str = ".3g") -> str:
+    """'95% [lo, hi], P(crossover) p; basis' with open edges spelled out, or 'interval
+    unknown' when no draw was made: never a zero-width stand-in."""
+    lo, hi = row.get("epoch_lo", math.nan), row.get("epoch_hi", math.nan)
+    p = row.get("p_crossover", math.nan)
+    if math.isnan(lo) or math.isnan(hi):
+        return "interval unknown (no bootstrap draws)"
+    e0, e1 = row.get("epoch_min", math.nan), row.get("epoch_max", math.nan)
+    basis = row.get("interval_basis", "")
+    return (
+        f"95% [{_bound(lo, fmt, e0, e1)}, {_bound(hi, fmt, e0, e1)}], P(crossover) {p:.2f}; {basis}"
+    )
 
 
 def _describe(row: pd.Series) -> str:
     status = row["status"]
-    if status == "crossover":
-        flops = (
-            f", {row['flops']:.3g} FLOPs{_interval(row['flops_lo'], row['flops_hi'], '.3g')}"
-            if math.isfinite(row["flops"])
-            else ""
-        )
-        return (
-            f"DLM overtakes AR after {row['epoch']:.3g} epochs"
-            f"{_interval(row['epoch_lo'], row['epoch_hi'], '.3g')}{flops}"
-        )
     span = f"epochs {row.get('epoch_min', math.nan):.3g}-{row.get('epoch_max', math.nan):.3g}"
+    if status == "crossover":
+        flops = f", {row['flops']:.3g} DLM FLOPs" if math.isfinite(row["flops"]) else ""
+        return f"DLM overtakes AR after {row['epoch']:.3g} epochs{flops} ({interval_text(row)})"
     if status == "no_crossover":
-        return f"no crossover in the measured range ({span}): AR still better at the end"
+        return (
+            f"no crossover in the measured range ({span}): AR still better at the end "
+            f"({interval_text(row)})"
+        )
     if status == "dlm_ahead_throughout":
-        return f"no crossover in the measured range ({span}): DLM better throughout"
+        return (
+            f"no crossover in the measured range ({span}): DLM better throughout "
+            f"({interval_text(row)})"
+        )
     return f"insufficient data: {row.get('note', '')}"
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from analysis_fixtures import build_small_study
 
 from analysis.store import ResultsStore
-from analysis.study import analyze_study, law_points
+from analysis.study import analyze_study, law_points, select_law_points
 
 
 def _evals(losses: list[float], run_id: str = "r") -> pd.DataFrame:
@@ -27,20 +27,25 @@ def _evals(losses: list[float], run_id: str = "r") -> pd.DataFrame:
     )
 
 
-def test_law_points_leave_out_clear_overfitting_only() -> None:
-    rising = law_points(_evals([3.0, 2.5, 2.4, 2.6, 2.9]), "ar")
-    assert rising["loss"].tolist() == [3.0, 2.5, 2.4]
-    noisy = law_points(_evals([3.0, 2.40, 2.41, 2.415], "s"), "ar")  # within 2 SE: kept
-    assert len(noisy) == 4 and noisy["tokens"].tolist() == [1000, 2000, 3000, 4000]
-    assert len(law_points(_evals([3.0, 2.5, 2.4, 2.6, 2.9]), "ar", drop_overfit=False)) == 5
-    assert law_points(_evals([3.0]), "dlm").empty
+def test_law_points_are_final_losses_of_completed_runs() -> None:
+    evals = pd.concat([_evals([7.6, 3.0, 2.5, 2.6], "a"), _evals([7.0, 2.9, 2.8], "b")])
+    evals.loc[evals["step"] == 1, "tokens_seen"] = 0  # the eval of the untrained model
+    selection = select_law_points(evals, "ar", completed={"a"})
+    assert selection.points["loss"].tolist() == [2.6]  # final loss, overfit or not
+    assert selection.excluded == {
+        "initial evaluations (no training)": 2,
+        "evaluations of unfinished runs": 2,
+        "mid-run evaluations (learning rate not annealed)": 2,
+    }
+    assert "excluded 2 initial" in selection.describe("ar")
+    assert select_law_points(evals, "dlm").points.empty
 
 
-def test_law_points_leave_out_the_initial_evaluation() -> None:
-    evals = _evals([7.6, 3.0, 2.5])
-    evals.loc[0, ["step", "tokens_seen"]] = 0  # the eval of the untrained model
-    points = law_points(evals, "ar")
-    assert points["tokens"].min() > 0 and points["loss"].tolist() == [3.0, 2.5]
+def test_law_points_take_annealed_branches_when_evals_have_a_kind() -> None:
+    evals = _evals([3.0, 2.5, 2.4, 2.3]).assign(kind=["mid-run", "branch", "mid-run", "final"])
+    points = select_law_points(evals, "ar").points
+    assert points["loss"].tolist() == [2.5, 2.3] and points["tokens"].tolist() == [2000, 4000]
+    assert law_points(evals.drop(columns="kind"), "ar")["loss"].tolist() == [2.3]
 
 
 def test_analyze_small_study_notes_what_is_missing(tmp_path: Path) -> None:
@@ -49,10 +54,11 @@ def test_analyze_small_study_notes_what_is_missing(tmp_path: Path) -> None:
         store.ingest_runs_root(study / "runs")
     analysis = analyze_study(study / "r.duckdb", n_boot=5)
     assert len(analysis.runs) == 8 and not analysis.crossovers.empty
-    # Six runs per objective at one size and budget, none evaluated twice in the first epoch:
-    # joint law fits (said so), and one budget cannot give C_crit(U) (a note, not an exception).
+    # One size and budget: no law parameter is identified (said so, no numbers), and one budget
+    # cannot give C_crit(U) (a note, not an exception).
     assert set(analysis.law_fits) == {"ar", "dlm"}
-    assert all("joint fit" in fit.notes[0] for fit in analysis.law_fits.values())
+    assert all(fit.params is None for fit in analysis.law_fits.values())
+    assert all("1 model size(s)" in fit.notes[0] for fit in analysis.law_fits.values())
     joined = " | ".join(analysis.notes)
     assert "C_crit(U) m val_loss" in joined and ">= 2 budgets" in joined
 
