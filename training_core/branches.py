@@ -14,12 +14,15 @@ rank's own shards and takes the same steps on every rank.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from training_core.config import EvalConfig, OptimConfig
+from training_core.data import TrainSchedule
+from training_core.evaluation import eval_due
 from training_core.schedule import wsd_decay_start
 
 
@@ -53,6 +56,30 @@ def plan_branch(
     if fork_step >= wsd_decay_start(total_steps, optim) or plan.end_step >= total_steps:
         return None
     return plan
+
+
+def eval_steps(sched: TrainSchedule, evals: EvalConfig) -> list[int]:
+    """Steps done at every evaluation after the start (``eval_due``'s choice, found without
+    walking every step: each rule's boundary gives a candidate that ``eval_due`` confirms)."""
+    n, batch, total = sched.n_windows, sched.batch_size, sched.total_steps
+    bounds = [e * n for e in evals.at_epochs]
+    if evals.every_epochs is not None:
+        per = evals.every_epochs * n
+        bounds += [m * per for m in range(1, int(sched.total_samples / per + 1e-9) + 1)]
+    done = {math.ceil((b - 1e-9) / batch) for b in bounds}
+    if evals.every_steps is not None:
+        done |= set(range(evals.every_steps, total + 1, evals.every_steps))
+    done.add(total)
+    near = {d + k for d in done for k in (-1, 0, 1)}
+    return sorted(d for d in near if 1 <= d <= total and eval_due(d - 1, sched, evals))
+
+
+def branch_plans(sched: TrainSchedule, optim: OptimConfig, evals: EvalConfig) -> list[BranchPlan]:
+    """Every branch a run with this schedule takes (none when branches are off)."""
+    if not evals.branches:
+        return []
+    plans = (plan_branch(d, sched.total_steps, optim, evals) for d in eval_steps(sched, evals))
+    return [p for p in plans if p is not None]
 
 
 @dataclass
