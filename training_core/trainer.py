@@ -306,6 +306,8 @@ def _resume_branch(run: Run) -> None:
 def _branch(run: Run, plan: BranchPlan) -> None:
     """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
     p, cfg = run.progress, run.cfg
+    if run.par.active:
+        distributed.reshard(run.model)
     snapshot = take_snapshot(run.model, run.optimizer)
     start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
     floor = cfg.optim.lr * cfg.optim.min_lr_ratio
@@ -323,6 +325,8 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     p.branch_flops += flops
     samples = run.sched.samples_after(plan.end_step - 1)
     _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
+    if run.par.active:
+        distributed.reshard(run.model)  # restore the shards, not a stale unsharded copy
     restore_snapshot(snapshot, run.model, run.optimizer)
 
 
