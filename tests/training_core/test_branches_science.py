@@ -3,7 +3,7 @@ point agrees with a separate run trained to the branch's length, and the mid-run
 cosine run at the same step count is measurably worse. The measured table is in bench/RESULTS.md
 (``bench/bench_branches.py`` prints it from the same helper).
 
-Slow (about 4 CPU-minutes for both objectives): run with ``make test-slow``.
+Slow (6 min 11 s for both objectives on 2 shared cores, 2026-11-30): run with ``make test-slow``.
 """
 
 from __future__ import annotations
