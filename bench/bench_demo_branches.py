@@ -1,7 +1,8 @@
 """What evaluation branches cost the demo, from short timed runs of its real configs.
 
-Usage: python bench/bench_demo_branches.py --home HOME [--epochs 4]
-(HOME holds the demo's budgets: ``flows run budgets --preset demo --home HOME``.)
+Usage: python bench/bench_demo_branches.py [--home HOME] [--epochs 4]
+(the demo's budgets are built under HOME/budgets, or reused when already there, as
+``flows run budgets --preset demo --home HOME`` does; without --home in a temporary folder.)
 
 For each objective on the 100K budget, two short runs of the demo's exact model, data, batch and
 evaluation settings, ``--epochs`` long with evaluations at 1/4 and 1/2 of it: the cosine + mid-run
@@ -15,7 +16,6 @@ measured wall time of the cosine demo.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pandas as pd
 
 from flows.grid import expand_grid
 from flows.spec import load_spec, preset_path
-from pipeline.manifest import BudgetManifest
+from pipeline import build_budgets
 from training_core import RunConfig, train_run
 from training_core.branches import branch_plans, eval_steps
 from training_core.data import TrainSchedule
@@ -31,19 +31,16 @@ from training_core.data import TrainSchedule
 COSINE_GRID = (1, 2, 3, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 28, 32, 40, 48, 64, 80)
 
 
-def _manifests(home: Path) -> list[BudgetManifest]:
-    paths = sorted(home.glob("budgets/*/budget_*/manifest.json"))
-    return [BudgetManifest.model_validate(json.loads(p.read_text())) for p in paths]
-
-
 def _variant(cfg: RunConfig, branches: bool, **changes: object) -> RunConfig:
     data = cfg.model_dump()
     data["optim"]["schedule"] = "wsd" if branches else "cosine"
     data["eval"]["branches"] = branches
     for key, value in changes.items():
-        section, name = key.split("__")
-        data[section][name] = value
-    data.update({k: v for k, v in changes.items() if "__" not in k})
+        if "__" in key:  # section__field
+            section, name = key.split("__")
+            data[section][name] = value
+        else:
+            data[key] = value
     return RunConfig.model_validate(data)
 
 
@@ -71,13 +68,14 @@ def _demo_cost(cfg: RunConfig, branches: bool) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--epochs", type=float, default=4.0)
     args = ap.parse_args()
     spec = load_spec(preset_path("demo"))
-    runs = expand_grid(spec, _manifests(args.home))
     rate: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        home = args.home or Path(tmp)
+        runs = expand_grid(spec, build_budgets(spec.budgets, home / "budgets"))
         for run in runs:
             if run.unique_tokens < 50_000:
                 continue
