@@ -295,11 +295,15 @@ def _evaluation_point(run: Run) -> None:
 
 
 def _resume_branch(run: Run) -> None:
-    """On resume at an evaluation point: run its branch if the branch row is missing."""
+    """On resume at an evaluation point: run its branch if the branch row is missing. A row that
+    is there was written after the (pre-branch) checkpoint: its ``run_flops`` carries the
+    branch's compute, which the checkpoint's scalars do not."""
     p = run.progress
     plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
-    done = any(r.get("kind") == "branch" and r.get("fork_step") == p.step for r in p.evals)
-    if plan is not None and not done:
+    done = [r for r in p.evals if r.get("kind") == "branch" and r.get("fork_step") == p.step]
+    if done:
+        p.branch_flops = done[-1]["run_flops"] - p.flops
+    elif plan is not None:
         _branch(run, plan)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from trainer_fixtures import tiny_config, tiny_data
 
-from training_core import ConfigError, train_run
+from training_core import ConfigError, StopRun, train_run
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import checkpoint_step
 from training_core.config import EvalConfig, OptimConfig
@@ -114,6 +114,27 @@ def test_a_branch_is_a_wsd_run_of_its_length(tmp_path: Path, data, kind: str) ->
     main = pd.read_parquet(tmp_path / "branched" / "metrics.parquet")
     other = pd.read_parquet(tmp_path / "plain" / "metrics.parquet")
     pd.testing.assert_series_equal(main["train_loss"], other["train_loss"], rtol=1e-6)
+
+
+def test_stop_right_after_a_branch_keeps_it_and_its_compute(tmp_path: Path, data) -> None:
+    # Stopped at step 16 once its branch is evaluated: the checkpoint is the pre-branch one, the
+    # branch row is on disk; the resumed run must neither redo nor forget the branch.
+    cfg = tiny_config(data, kind="ar", epochs=4.0, optim=WSD, eval=BRANCHED)
+    full = train_run(cfg, tmp_path / "full")
+
+    def stop_at_16(event: dict) -> None:
+        if event["step"] == 16:
+            raise StopRun("stop")
+
+    with pytest.raises(StopRun):
+        train_run(cfg, tmp_path / "part", on_progress=stop_at_16)
+    assert checkpoint_step(tmp_path / "part") == 16
+    assert _evals(tmp_path / "part")["kind"].tolist() == ["mid-run", "branch", "branch"]
+    resumed = train_run(cfg, tmp_path / "part")
+    assert resumed.branch_flops == pytest.approx(full.branch_flops)
+    pd.testing.assert_frame_equal(
+        _evals(tmp_path / "full"), _evals(tmp_path / "part"), check_exact=False, rtol=1e-5
+    )
 
 
 def _child(cfg_json: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Popen:
