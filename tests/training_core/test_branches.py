@@ -151,9 +151,10 @@ def _child(cfg_json: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Pop
     )
 
 
-@pytest.mark.parametrize("kind", ["ar", "dlm"])
-def test_kill_inside_a_branch_resumes_exactly(tmp_path: Path, data, kind: str) -> None:
-    cfg = tiny_config(data, kind=kind, epochs=4.0, optim=WSD, eval=BRANCHED)
+def test_kill_inside_a_branch_resumes_exactly(tmp_path: Path, data) -> None:
+    # The DLM (its masks are drawn per step: the redone branch must draw the same ones); the
+    # path is objective-agnostic and the AR side of resume is test_stop_right_after_a_branch.
+    cfg = tiny_config(data, kind="dlm", epochs=4.0, optim=WSD, eval=BRANCHED)
     full = train_run(cfg, tmp_path / "full")
     cfg_json, run_dir = tmp_path / "cfg.json", tmp_path / "killed"
     cfg_json.write_text(cfg.model_dump_json())
