@@ -63,6 +63,12 @@ EVAL_COLUMNS: dict[str, str] = {
     "mc_acc": "DOUBLE",
     "mc_margin": "DOUBLE",
     "mc_n": "BIGINT",
+    # Evaluation branches (training_core/branches.py); NULL in files written before them.
+    # kind: 'branch' | 'final' | 'mid-run'; a NULL kind is a mid-run point unless it is the last
+    # step of a completed run. run_flops: compute spent by the run so far, branches included.
+    "kind": "VARCHAR",
+    "fork_step": "BIGINT",
+    "run_flops": "DOUBLE",
 }
 
 BUDGET_BASE_COLUMNS: dict[str, str] = {

@@ -151,6 +151,9 @@ def _insert_parquet(
             "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [paths]
         ).fetchall()
     }
+    # A branch row may share its step with a main-run row (a branch ending where another eval
+    # is): the eval kind is part of the key where files have it.
+    key = ", p.kind" if "kind" in present else ""
     select = ", ".join(
         f'TRY_CAST(p."{col}" AS {typ}) AS "{col}"' if col in present else f'NULL::{typ} AS "{col}"'
         for col, typ in columns.items()
@@ -160,7 +163,7 @@ def _insert_parquet(
         f"""INSERT INTO {table} BY NAME
         SELECT * EXCLUDE (rk) FROM (
             SELECT f.run_id, {select},
-                   row_number() OVER (PARTITION BY f.run_id, TRY_CAST(p.step AS BIGINT)
+                   row_number() OVER (PARTITION BY f.run_id, TRY_CAST(p.step AS BIGINT){key}
                                       ORDER BY f.file_idx DESC, p.file_row_number DESC) AS rk
             FROM read_parquet(?, union_by_name=true, filename=true, file_row_number=true) p
             JOIN batch_files f ON p.filename = f.path

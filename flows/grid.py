@@ -14,7 +14,9 @@ from pathlib import Path
 from flows.dispatch import RunTask
 from flows.spec import Resources, StudySpec
 from pipeline.manifest import BudgetManifest
+from training_core.branches import branch_plans
 from training_core.config import DataConfig, RunConfig
+from training_core.data import TrainSchedule
 from training_core.flops import flops_per_token
 from training_core.model import ModelConfig, model_preset
 from training_core.objectives import ObjectiveConfig
@@ -34,6 +36,8 @@ class PlannedRun:
     flops: float  # estimated training FLOPs of the whole run
     resources: Resources
     provisional: bool  # True when planned from requested sizes (no manifest yet)
+    branch_flops: float = 0.0  # estimated FLOPs of its evaluation branches (eval.branches)
+    replaced_flops: float = 0.0  # what separate runs to each branch's length would cost instead
 
     @property
     def run_id(self) -> str:
@@ -132,6 +136,8 @@ def _planned(
         threads=max(1, int(spec.resources.for_model(name).cpus)),
     )
     label = f"{objective.kind}/{name}/{_fmt_tokens(data.unique_tokens)}/ep{epochs:.4g}/s{seed}"
+    fpt = flops_per_token(model, causal=objective.kind == "ar")
+    branch, replaced = _branch_cost(config, fpt)
     return PlannedRun(
         config=config,
         label=label,
@@ -140,9 +146,25 @@ def _planned(
         unique_tokens=data.unique_tokens,
         epochs=epochs,
         seed=seed,
-        flops=flops_per_token(model, causal=objective.kind == "ar") * data.unique_tokens * epochs,
+        flops=fpt * data.unique_tokens * epochs,
         resources=spec.resources.for_model(name),
         provisional=data.train_files == (PLACEHOLDER_FILE,),
+        branch_flops=branch,
+        replaced_flops=replaced,
+    )
+
+
+def _branch_cost(config: RunConfig, fpt: float) -> tuple[float, float]:
+    """FLOPs of a run's evaluation branches (cooldown steps), and of the separate runs to each
+    branch's length that they stand in for. Branch steps are whole batches."""
+    n_windows = config.data.unique_tokens // config.model.seq_len
+    if not config.eval.branches or n_windows < 1:
+        return 0.0, 0.0
+    sched = TrainSchedule(n_windows, config.epochs, config.optim.batch_size, config.seed)
+    plans = branch_plans(sched, config.optim, config.eval)
+    per_step = fpt * config.optim.batch_size * config.model.seq_len
+    return per_step * sum(p.cooldown_steps for p in plans), per_step * sum(
+        p.end_step for p in plans
     )
 
 
@@ -157,9 +179,18 @@ def format_grid(runs: list[PlannedRun]) -> str:
     total = sum(r.flops for r in runs)
     gpu_runs = [r for r in runs if r.resources.gpus > 0]
     lines.append(f"{len(runs)} runs, {total:.3e} training FLOPs in all")
+    branch = sum(r.branch_flops for r in runs)
+    if branch > 0:
+        replaced = sum(r.replaced_flops for r in runs)
+        lines.append(
+            f"evaluation branches: +{branch:.3e} FLOPs (+{100 * branch / total:.0f}% over the "
+            f"runs' own training); separate runs to each branch's length would cost "
+            f"{replaced:.3e} FLOPs"
+        )
     if gpu_runs:
         # H100 bf16 dense peak ~989 TFLOP/s; 40% MFU is a realistic small-model rate.
-        gpu_hours = sum(r.flops for r in gpu_runs) / (0.4 * 989e12) / 3600
+        gpu_flops = sum(r.flops + r.branch_flops for r in gpu_runs)
+        gpu_hours = gpu_flops / (0.4 * 989e12) / 3600
         lines.append(f"estimated cost: ~{gpu_hours:,.1f} H100 GPU-hours at 40% MFU (evals extra)")
     if any(r.provisional for r in runs):
         lines.append("(provisional run ids: budgets not built yet; ids change once they are)")

@@ -142,6 +142,11 @@ class StudySpec(BaseModel):
                 raise ValueError(
                     f"resources.per_model.{name}: not one of models {list(self.models)}"
                 )
+        if self.eval.branches and self.optim.schedule != "wsd":
+            raise ValueError(
+                "eval.branches: cooldown branches fork a stable learning rate; set "
+                f"optim.schedule to 'wsd' (got {self.optim.schedule!r})"
+            )
         kinds = [o.kind for o in self.objectives]
         if len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"objectives: duplicates in {kinds}")

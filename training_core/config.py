@@ -102,6 +102,18 @@ class EvalConfig(BaseModel):
     mc_max_items: int | None = Field(
         default=None, ge=1, description="Cap on multiple-choice items (first N); None uses all."
     )
+    # Annealed evaluation branches (docs/design.md "Evaluation branches"): each eval point forks
+    # the run, cools it down, evaluates the finished model, and continues the stable phase.
+    branches: bool = Field(
+        default=False,
+        description="Evaluate cooldown branches instead of mid-run points (needs schedule wsd).",
+    )
+    cooldown_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="Branch cooldown length / steps done at the fork."
+    )
+    decay: Literal["linear", "1-sqrt"] = Field(
+        default="linear", description="Branch learning-rate shape, stable rate to floor."
+    )
 
 
 class DataConfig(BaseModel):
@@ -159,6 +171,11 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if self.eval.branches and self.optim.schedule != "wsd":
+            raise ValueError(
+                "eval.branches: cooldown branches fork a stable learning rate; set "
+                f"optim.schedule to 'wsd' (got {self.optim.schedule!r})"
+            )
         want = self.data.vocab_size + 1
         if self.model.vocab_size != want:
             raise ValueError(

@@ -143,6 +143,17 @@ def shard_model(
     return apply_fsdp(model, mesh, mixed_precision=bf16, compile=cfg.compile)
 
 
+def reshard(model: torch.nn.Module) -> None:
+    """Free the unsharded parameters FSDP2 keeps after a forward (the root and the last block do
+    not reshard after forward), so ``model.parameters()`` are this rank's shards again: what an
+    evaluation branch snapshots and restores."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def full_norm(norm: torch.Tensor) -> float:
     """A grad norm as a float; FSDP2's is a DTensor that must be reduced over ranks first."""
     from torch.distributed.tensor import DTensor

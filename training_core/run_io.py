@@ -44,6 +44,10 @@ EVALS_SCHEMA = pa.schema(
         ("mc_acc", pa.float64()),
         ("mc_margin", pa.float64()),
         ("mc_n", pa.int64()),
+        # "branch" (a cooled-down fork), "final" (the run's last step) or "mid-run"; docs/design.md
+        ("kind", pa.string()),
+        ("fork_step", pa.int64()),  # branch rows: the main-run step the branch forked from
+        ("run_flops", pa.float64()),  # FLOPs the run has spent so far, branches included
     ]
 )
 
@@ -76,6 +80,7 @@ class RunResult(BaseModel):
     steps: int
     tokens_seen: int
     total_flops: float
+    branch_flops: float = 0.0  # extra FLOPs spent in evaluation branches (not in total_flops)
     final_val_loss: float | None = None
     best_val_loss: float | None = None
     final_mc_acc: float | None = None

@@ -18,7 +18,7 @@ from training_core.data import TokenWindows, TrainSchedule
 from training_core.distributed import Parallel
 from training_core.evaluation import EvalData
 
-STATE_KEYS = ("step", "samples", "flops", "train_wall_s", "wall_s", "nonfinite")
+STATE_KEYS = ("step", "samples", "flops", "branch_flops", "train_wall_s", "wall_s", "nonfinite")
 
 
 @dataclass
@@ -27,7 +27,8 @@ class Progress:
 
     step: int = 0  # optimizer steps done
     samples: int = 0
-    flops: float = 0.0
+    flops: float = 0.0  # the main run's own training FLOPs
+    branch_flops: float = 0.0  # FLOPs of the evaluation branches taken so far (extra compute)
     train_wall_s: float = 0.0  # time in training steps only (evals excluded)
     wall_s: float = 0.0  # all time (evals, checkpoints) up to the last checkpoint, all sessions
     nonfinite: int = 0

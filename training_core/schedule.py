@@ -16,6 +16,12 @@ def warmup_steps(total_steps: int, cfg: OptimConfig) -> int:
     return min(int(round(steps)), total_steps)
 
 
+def wsd_decay_start(total_steps: int, cfg: OptimConfig) -> int:
+    """First step of a WSD run's final decay: the last ``decay_frac`` of all steps, after warmup."""
+    decay = max(int(round(cfg.decay_frac * total_steps)), 1)
+    return max(total_steps - decay, warmup_steps(total_steps, cfg))
+
+
 def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based) of a run of ``total_steps`` steps.
 
@@ -35,10 +41,24 @@ def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
         span = max(total_steps - 1 - warm, 1)
         progress = min((step - warm) / span, 1.0)
         return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    decay = max(int(round(cfg.decay_frac * total_steps)), 1)
-    decay_start = max(total_steps - decay, warm)
+    decay_start = wsd_decay_start(total_steps, cfg)
     if step < decay_start:
         return peak
-    span = max(total_steps - 1 - decay_start, 1)
-    progress = min((step - decay_start) / span, 1.0)
-    return peak + (floor - peak) * progress
+    return cooldown_lr(step - decay_start, total_steps - decay_start, peak, floor, "linear")
+
+
+def cooldown_lr(k: int, n: int, start: float, floor: float, shape: str = "linear") -> float:
+    """Learning rate of step ``k`` (0-based) of an ``n``-step cooldown from ``start`` to ``floor``.
+
+    Step 0 still takes ``start`` and step n-1 takes ``floor``: progress = k / (n - 1). ``linear``
+    interpolates; ``1-sqrt`` (Hägele et al. 2024) is floor + (start - floor) * (1 - sqrt(progress)):
+    it falls fast at first and spends most of the cooldown near the floor.
+    """
+    if not 0 <= k < max(n, 1):
+        raise ValueError(f"k: cooldown step {k} outside [0, {n})")
+    progress = min(k / max(n - 1, 1), 1.0)
+    if shape == "linear":
+        return start + (floor - start) * progress
+    if shape == "1-sqrt":
+        return floor + (start - floor) * (1.0 - math.sqrt(progress))
+    raise ValueError(f"decay: unknown cooldown shape {shape!r}; choose 'linear' or '1-sqrt'")

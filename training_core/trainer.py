@@ -8,6 +8,11 @@ Determinism: the batch of step s is a function of (seed, s) (``data.TrainSchedul
 objective's noise generator is re-seeded from (seed, s) before every step, and the learning rate
 is a function of s. A checkpoint at step s therefore only needs model and optimizer tensors to
 resume exactly where an uninterrupted run would be.
+
+Evaluation branches (``eval.branches``, ``branches.py``): at an evaluation point the trainer first
+checkpoints the main run, then forks, cools down, evaluates and restores in memory. A kill inside
+a branch resumes from that pre-branch checkpoint and re-runs the branch from its start, which
+reproduces it exactly (the branch is a pure function of the checkpoint, like every step).
 """
 
 from __future__ import annotations
@@ -21,18 +26,19 @@ from typing import Any
 import torch
 
 from training_core import distributed, run_io
+from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.distributed import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
-from training_core.faults import hold_if_asked
+from training_core.faults import hold_if_asked, hold_in_branch_if_asked
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_io import RunResult
 from training_core.run_state import STATE_KEYS, Progress, Run
-from training_core.schedule import lr_at
+from training_core.schedule import cooldown_lr, lr_at
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
@@ -171,12 +177,17 @@ def _maybe_resume(run: Run) -> None:
     state = load(ckpt, run.model, run.optimizer)
     p = run.progress
     for key in STATE_KEYS:
-        setattr(p, key, state[key])
-    # Rows written after the checkpoint belong to steps that will be redone.
+        setattr(p, key, state.get(key, getattr(p, key)))  # keys added later start at their default
+    # Rows written after the checkpoint belong to steps that will be redone; a branch row belongs
+    # to its fork step (a branch that was complete when the checkpoint's step was reached stays).
     p.metrics = [
         r for r in run_io.read_rows(run.run_dir / run_io.METRICS_FILE) if r["step"] <= p.step
     ]
-    p.evals = [r for r in run_io.read_rows(run.run_dir / run_io.EVALS_FILE) if r["step"] <= p.step]
+    p.evals = [
+        r
+        for r in run_io.read_rows(run.run_dir / run_io.EVALS_FILE)
+        if (r["fork_step"] if r.get("kind") == "branch" else r["step"]) <= p.step
+    ]
     run.last_ckpt_step = p.step
     run.resumed_from = p.step
     run.session_wall0 = p.wall_s
@@ -186,12 +197,14 @@ def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
     p, cfg = run.progress, run.cfg
     run.model.train()
     if p.step == 0 and cfg.eval.at_start and not p.evals:
-        _eval(run)
+        _eval(run, "mid-run")
+    elif 0 < p.step < run.sched.total_steps and eval_due(p.step - 1, run.sched, cfg.eval):
+        _resume_branch(run)  # killed inside the branch of the checkpoint's step: redo it
     while p.step < run.sched.total_steps:
         _train_step(run)
         evaluated = eval_due(p.step - 1, run.sched, cfg.eval)
         if evaluated:
-            _eval(run)
+            _evaluation_point(run)
         every = cfg.checkpoint_every_steps
         if evaluated or (every is not None and p.step % every == 0):
             _checkpoint(run)
@@ -208,11 +221,36 @@ def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
 
 
 def _train_step(run: Run) -> None:
-    """One optimizer step over ``batch_size`` sequences in ``grad_accum`` micro-batches."""
+    """One main-run optimizer step: the scheduled learning rate, then progress and metrics."""
     p, cfg = run.progress, run.cfg
-    t0 = time.perf_counter()
     step = p.step
     lr = lr_at(step, run.sched.total_steps, cfg.optim)
+    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, lr)
+    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+        p.nonfinite += 1
+        _check_nonfinite(p.nonfinite, cfg.max_nonfinite, train_loss, grad_norm, step)
+    p.step, p.samples = step + 1, run.sched.samples_after(step)
+    p.flops += run.fpt * n_tokens
+    p.train_wall_s += dt
+    p.metrics.append(
+        {
+            "run_id": cfg.run_id,
+            "step": p.step,
+            "tokens_seen": p.samples * cfg.model.seq_len,
+            "epoch": p.samples / run.sched.n_windows,
+            "train_loss": train_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_per_s": n_tokens / dt if dt > 0 else None,
+        }
+    )
+
+
+def _optimizer_step(run: Run, step: int, lr: float) -> tuple[float, float, int, float]:
+    """Train on the batch and noise of ``step`` at rate ``lr`` over ``grad_accum`` micro-batches;
+    a non-finite loss or gradient skips the update. Returns (loss, grad norm, tokens, seconds)."""
+    cfg = run.cfg
+    t0 = time.perf_counter()
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
@@ -235,33 +273,67 @@ def _train_step(run: Run) -> None:
         loss_sum += loss.detach() * weight
     grad_norm = _clip(run)
     train_loss = float(run.par.sum(loss_sum)) / run.par.world  # the global batch's mean loss
-    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
-        run.optimizer.zero_grad(set_to_none=True)
-        p.nonfinite += 1
-        if p.nonfinite > cfg.max_nonfinite:
-            raise NonFiniteLoss(
-                f"non-finite train loss {train_loss} / grad norm {grad_norm} at step {step + 1}"
-            )
-    else:
+    if math.isfinite(train_loss) and math.isfinite(grad_norm):
         run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
-    n_tokens = tokens.numel()
-    dt = time.perf_counter() - t0
-    p.step, p.samples = step + 1, run.sched.samples_after(step)
-    p.flops += run.fpt * n_tokens
-    p.train_wall_s += dt
-    p.metrics.append(
-        {
-            "run_id": cfg.run_id,
-            "step": p.step,
-            "tokens_seen": p.samples * cfg.model.seq_len,
-            "epoch": p.samples / run.sched.n_windows,
-            "train_loss": train_loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens_per_s": n_tokens / dt if dt > 0 else None,
-        }
-    )
+    run.optimizer.zero_grad(set_to_none=True)
+    return train_loss, grad_norm, tokens.numel(), time.perf_counter() - t0
+
+
+def _check_nonfinite(count: int, allowed: int, loss: float, norm: float, step: int) -> None:
+    if count > allowed:
+        raise NonFiniteLoss(f"non-finite train loss {loss} / grad norm {norm} at step {step + 1}")
+
+
+def _evaluation_point(run: Run) -> None:
+    """An evaluation after the step just taken: a cooldown branch where one is planned (after a
+    pre-branch checkpoint), else an evaluation of the main run itself."""
+    p = run.progress
+    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
+    if plan is None:
+        _eval(run, "final" if p.step == run.sched.total_steps else "mid-run")
+        return
+    _checkpoint(run)
+    _branch(run, plan)
+
+
+def _resume_branch(run: Run) -> None:
+    """On resume at an evaluation point: run its branch if the branch row is missing. A row that
+    is there was written after the (pre-branch) checkpoint: its ``run_flops`` carries the
+    branch's compute, which the checkpoint's scalars do not."""
+    p = run.progress
+    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
+    done = [r for r in p.evals if r.get("kind") == "branch" and r.get("fork_step") == p.step]
+    if done:
+        p.branch_flops = done[-1]["run_flops"] - p.flops
+    elif plan is not None:
+        _branch(run, plan)
+
+
+def _branch(run: Run, plan: BranchPlan) -> None:
+    """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
+    p, cfg = run.progress, run.cfg
+    if run.par.active:
+        distributed.reshard(run.model)
+    snapshot = take_snapshot(run.model, run.optimizer)
+    start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
+    floor = cfg.optim.lr * cfg.optim.min_lr_ratio
+    flops, nonfinite = 0.0, 0
+    for k in range(plan.cooldown_steps):
+        lr = cooldown_lr(k, plan.cooldown_steps, start, floor, cfg.eval.decay)
+        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, lr)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            nonfinite += 1
+            _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
+        flops += run.fpt * n_tokens
+        hold_in_branch_if_asked(
+            plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
+        )
+    p.branch_flops += flops
+    samples = run.sched.samples_after(plan.end_step - 1)
+    _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
+    if run.par.active:
+        distributed.reshard(run.model)  # restore the shards, not a stale unsharded copy
+    restore_snapshot(snapshot, run.model, run.optimizer)
 
 
 def _clip(run: Run) -> float:
@@ -271,16 +343,31 @@ def _clip(run: Run) -> float:
     return distributed.full_norm(norm)
 
 
-def _eval(run: Run) -> None:
+def _eval(
+    run: Run,
+    kind: str,
+    step: int | None = None,
+    samples: int | None = None,
+    flops: float | None = None,
+    fork_step: int | None = None,
+) -> None:
+    """Evaluate the model as it is now: the main run's (step, samples, flops) unless a branch
+    passes its own. ``flops`` is the evaluated model's training compute, ``run_flops`` all the
+    compute the run has spent so far (branches included)."""
     p, cfg = run.progress, run.cfg
+    step = p.step if step is None else step
+    samples = p.samples if samples is None else samples
     out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
     row = {
         "run_id": cfg.run_id,
-        "step": p.step,
-        "tokens_seen": p.samples * cfg.model.seq_len,
-        "epoch": p.samples / run.sched.n_windows,
-        "flops": p.flops,
+        "step": step,
+        "tokens_seen": samples * cfg.model.seq_len,
+        "epoch": samples / run.sched.n_windows,
+        "flops": p.flops if flops is None else flops,
         **{k: _finite_or_none(v) for k, v in out.items()},
+        "kind": kind,
+        "fork_step": fork_step,
+        "run_flops": p.flops + p.branch_flops,
     }
     p.evals.append(row)
     _flush(run)
@@ -364,6 +451,7 @@ def _finish(
         steps=p.step,
         tokens_seen=p.samples * cfg.model.seq_len,
         total_flops=p.flops,
+        branch_flops=p.branch_flops,
         final_val_loss=last_eval.get("val_loss"),
         best_val_loss=_best(evals, "val_loss", min),
         final_mc_acc=last_eval.get("mc_acc"),

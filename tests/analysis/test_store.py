@@ -175,3 +175,26 @@ def test_every_sql_example_in_the_docs_runs(small_study: Path) -> None:
     results = [store.query(q) for q in queries]
     assert results[0].set_index("metric").loc["val_loss", "status"] == "crossover"
     assert set(results[3]["run_id"]) == {"ar-failed", "dlm-nan"}
+
+
+def test_eval_kind_is_ingested_and_keeps_a_branch_beside_a_mid_run_row(tmp_path: Path) -> None:
+    # A branch ending at step 20 and a main-run eval at step 20 are two points, not duplicates;
+    # files written before the kind column exist ingest with a NULL kind.
+    branched = make_run(tmp_path, "wsd", "ar", 4.0, 0, [(10, 2.0, 3.0, 0.3)])
+    frame = pd.read_parquet(branched / "evals.parquet")
+    frame = pd.concat([frame] * 3, ignore_index=True)
+    frame["step"] = [20, 20, 40]
+    frame["kind"] = ["mid-run", "branch", "final"]
+    frame["fork_step"] = [None, 17, None]
+    frame["val_loss"] = [3.0, 2.8, 2.7]
+    frame.to_parquet(branched / "evals.parquet", index=False)
+    make_run(tmp_path, "legacy", "ar", 4.0, 0, [(10, 2.0, 3.0, 0.3)])
+    store = _ingested(tmp_path)
+    rows = store.query("SELECT run_id, step, kind, fork_step, val_loss FROM evals ORDER BY ALL")
+    legacy, *wsd = rows.astype(object).where(rows.notna(), None).itertuples(index=False)
+    assert (legacy.run_id, legacy.kind, legacy.fork_step) == ("legacy", None, None)
+    assert [(r.step, r.kind, r.fork_step, r.val_loss) for r in wsd] == [
+        (20, "branch", 17, 2.8),
+        (20, "mid-run", None, 3.0),
+        (40, "final", None, 2.7),
+    ]

@@ -107,3 +107,30 @@ def test_dry_run_table_totals_flops_and_prices_gpu_runs() -> None:
         causal = run.objective == "ar"
         expected = flops_per_token(run.config.model, causal=causal) * run.unique_tokens
         assert run.flops == pytest.approx(expected)
+
+
+def test_dry_run_shows_what_evaluation_branches_cost() -> None:
+    # tiny, 1000 tokens / seq 128 = 7 windows, batch 1, 10 epochs: 70 steps, WSD decay from 56;
+    # evals after epochs 2, 4, 6 fork at steps 14, 28, 42 and cool down for 3, 6, 8 steps.
+    spec = parse_spec(
+        {
+            **BASE,
+            "budgets": {"sizes": [1000]},
+            "models": ["tiny"],
+            "objectives": ["ar"],
+            "epochs": [10],
+            "optim": {"schedule": "wsd", "batch_size": 1},
+            "eval": {"every_epochs": 2, "branches": True, "cooldown_fraction": 0.2},
+        }
+    )
+    (run,) = expand_grid(spec)
+    per_step = flops_per_token(run.config.model, causal=True) * 128
+    assert run.branch_flops == pytest.approx(per_step * (3 + 6 + 8))
+    assert run.replaced_flops == pytest.approx(per_step * (17 + 34 + 50))
+    text = format_grid([run])
+    assert f"evaluation branches: +{run.branch_flops:.3e} FLOPs" in text
+    assert f"would cost {run.replaced_flops:.3e} FLOPs" in text
+    plain = expand_grid(
+        spec.model_copy(update={"eval": spec.eval.model_copy(update={"branches": False})})
+    )
+    assert plain[0].branch_flops == 0 and "evaluation branches" not in format_grid(plain)

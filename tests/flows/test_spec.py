@@ -56,6 +56,9 @@ def test_shorthand_and_options_for_objectives() -> None:
         ({"surprise": True}, "surprise: Extra inputs are not permitted"),
         ({"resources": {"per_model": {"m": {"gpus": 1}}}}, "resources.per_model.m"),
         ({"name": "has space"}, "name:"),
+        ({"eval": {"branches": True}}, "eval.branches: cooldown branches fork a stable"),
+        ({"eval": {"branches": True, "decay": "cosine"}}, "eval.decay"),
+        ({"eval": {"branches": True, "cooldown_fraction": 0}}, "eval.cooldown_fraction"),
     ],
 )
 def test_errors_name_the_field(changes: dict, message: str | None) -> None:

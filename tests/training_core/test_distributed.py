@@ -202,3 +202,22 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
     assert result["final_val_loss"] == pytest.approx(single.final_val_loss, rel=1e-4)
     for a, b in zip(_frames(tmp_path / "single"), _frames(run_dir), strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)
+
+
+def test_two_gloo_processes_branch_like_one_process(tmp_path: Path, procs: _Procs) -> None:
+    """Evaluation branches under FSDP2: every rank snapshots its shards, takes the same cooldown
+    steps and restores; the branch rows and the main run match the single process."""
+    data = tiny_data(tmp_path)
+    branched = {"every_epochs": 1.0, "branches": True}
+    cfg = tiny_config(
+        data, kind="dlm", epochs=3.0, optim={"schedule": "wsd"}, eval=branched
+    )  # 24 steps: branches forked at 8 and 16 (cooldowns of 2 and 3 steps)
+    single = train_run(cfg, tmp_path / "single")
+    run_dir = tmp_path / "dist"
+    _run_to_end(procs, _torchrun(cfg, run_dir, tmp_path / "cfg.json"), tmp_path / "dist.log")
+    kinds = pd.read_parquet(run_dir / "evals.parquet")["kind"].tolist()
+    assert kinds == ["mid-run", "branch", "branch", "final"]
+    dist_result = json.loads((run_dir / "result.json").read_text())
+    assert dist_result["branch_flops"] == pytest.approx(single.branch_flops)
+    for a, b in zip(_frames(tmp_path / "single"), _frames(run_dir), strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)

@@ -21,7 +21,8 @@ from training_core.run_io import (
 
 DESIGN_METRICS = "run_id step tokens_seen epoch train_loss lr grad_norm tokens_per_s".split()
 DESIGN_EVALS = (
-    "run_id step tokens_seen epoch flops val_loss val_loss_se mc_acc mc_margin mc_n".split()
+    "run_id step tokens_seen epoch flops val_loss val_loss_se mc_acc mc_margin mc_n "
+    "kind fork_step run_flops".split()
 )
 
 

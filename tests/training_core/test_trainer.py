@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 DESIGN_RESULT_KEYS = set(
     "run_id status failure_reason objective model_name n_params n_params_nonembed "
     "n_params_active flops_per_token unique_tokens epochs seed budget_id steps tokens_seen "
-    "total_flops final_val_loss best_val_loss final_mc_acc best_mc_acc wall_s tokens_per_s "
+    "total_flops branch_flops final_val_loss best_val_loss final_mc_acc best_mc_acc wall_s "
+    "tokens_per_s "
     "started_at finished_at code_version".split()
 )
 
