@@ -9,22 +9,29 @@
     flows deploy                             # deployments into the `dlm-crossover` process pool
 
 Exit code: 0 when every run completed (or was already complete), 1 when any run failed, 2 for a
-bad spec or command line.
+bad spec or command line, or when another process is writing the same study (``--wait`` waits).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flows.watchdog import start_watchdog
 from pipeline.settings import apply_offline_defaults
+
+_WATCHDOG: Any = None  # flows.watchdog process of a `flows run`: it stops our children if we die
 
 
 def _quiet() -> None:
@@ -57,6 +64,13 @@ class FlowRunFailed(RuntimeError):
 def _call_flow(flow_fn: Any, **params: Any) -> Any:
     state = flow_fn(**params, return_state=True)
     if not state.is_completed():
+        try:
+            state.result()  # re-raises what failed the flow
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise  # main() says it in one line
+        except Exception:
+            pass
         raise FlowRunFailed(f"flow {flow_fn.name!r} failed: {state.message}")
     return state.result()
 
@@ -83,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
     run.add_argument("--dry-run", action="store_true", help="print the grid and FLOPs, run nothing")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    run.add_argument(
+        "--wait", action="store_true", help="wait while another process writes this study"
+    )
 
     status = sub.add_parser("status", help="state of every run of a study")
     _add_spec_args(status)
@@ -112,9 +129,52 @@ def main(argv: list[str] | None = None) -> int:
     except StudySpecError as err:
         print(f"flows: invalid study spec:\n{err}", file=sys.stderr)
         return 2
+    except StudyBusy as err:
+        print(f"flows: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nflows: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"flows: {disk_full_message(err)}", file=sys.stderr)
+        return 1
+
+
+class StudyBusy(RuntimeError):
+    """Another process holds the study's writer lock."""
+
+
+def disk_full_message(err: OSError) -> str:
+    """One line for a full disk: the path and the free space left there."""
+    path = Path(err.filename or os.getcwd())
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    return (
+        f"no space left on the device of {path} ({free / 2**20:.1f} MiB free); free some space "
+        "and rerun the same command: finished runs are skipped, interrupted ones resume"
+    )
+
+
+@contextmanager
+def study_writer(lock_path: Path, wait: bool) -> Iterator[None]:
+    """Hold the study's writer lock (an OS file lock: a killed holder releases it at once)."""
+    from filelock import FileLock, Timeout
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), is_singleton=False)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise StudyBusy(
+            f"another process is writing this study (lock {lock_path}); rerun with --wait to "
+            "wait for it"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -156,6 +216,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(spec, args.home)
     params = {"preset": args.preset, "config": args.config, "home": args.home}
+    global _WATCHDOG  # the pipe to it must live as long as this process
+    _WATCHDOG = _WATCHDOG or start_watchdog()
+    with study_writer(StudyPaths.of(spec, args.home).lock_path, args.wait):
+        return _run_locked(args, spec, params)
+
+
+def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> int:
+    from flows.flows import StudyPaths
+
     if args.flow == "budgets":
         from flows.flows import budgets_flow
 

@@ -12,7 +12,8 @@ be started from the Prefect UI with a form.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,18 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.dispatch import RunOutcome, TerminalProgress, run_grid
 from flows.grid import PlannedRun, expand_grid
-from flows.spec import StudySpec, load_preset, load_spec
+from flows.spec import (
+    RESERVED_NAMES,
+    StudySpec,
+    StudySpecError,
+    load_preset,
+    load_spec,
+    spec_hash,
+)
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
+
+WRITER_LOCK = ".writer.lock"  # held by the one process writing a study (flows.cli)
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,18 @@ class StudyPaths:
     def of(cls, spec: StudySpec, home: str | Path | None = None) -> StudyPaths:
         root = Path(home) if home else get_settings().home
         root = root.resolve()
-        study_dir = root / spec.name
+        study_dir = (root / spec.name).resolve()
+        # The name pattern already forbids separators and dot-only names; a symlink planted in
+        # the home must not lead the study's writes elsewhere either.
+        if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
+            raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
         return cls(
             root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
         )
+
+    @property
+    def lock_path(self) -> Path:
+        return self.study_dir / WRITER_LOCK
 
 
 @dataclass
@@ -87,6 +105,7 @@ def dispatch_task(
     ray_address: str | None,
     num_cpus: int | None,
     max_retries: int,
+    plan_hash: str | None = None,
 ) -> list[RunOutcome]:
     # Longest runs first: on a small machine the tail of the grid is then many short runs.
     ordered = sorted(runs, key=lambda r: -r.flops)
@@ -96,7 +115,7 @@ def dispatch_task(
     progress = TerminalProgress()
     try:
         outcomes = run_grid(
-            [r.task(runs_root) for r in ordered],
+            [replace(r.task(runs_root), spec_hash=plan_hash) for r in ordered],
             ray_address=ray_address,
             num_cpus=num_cpus,
             max_retries=max_retries,
@@ -108,7 +127,11 @@ def dispatch_task(
 
 
 @task(name="ingest")
-def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> int:
+def ingest_task(
+    paths: StudyPaths, manifests: list[BudgetManifest] | None, plan_hash: str | None = None
+) -> int:
+    """Every run dir into DuckDB; analysis then uses the runs ``plan_hash`` planned. Run dirs
+    whose files cannot be read are skipped and listed on stderr, one line each."""
     from analysis.store import ResultsStore
 
     paths.study_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +139,10 @@ def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> in
         for manifest in manifests or []:
             store.ingest_manifest(_manifest_path(manifest))
         if paths.runs_root.exists():
-            store.ingest_runs_root(paths.runs_root)
+            stats = store.ingest_runs_root(paths.runs_root)
+            for run_dir, reason in stats.skipped:
+                print(f"ingest: skipped {Path(run_dir).name}: {reason}", file=sys.stderr)
+        store.set_current_spec(plan_hash)
         return int(store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0])
 
 
@@ -169,7 +195,12 @@ def sweep_flow(
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
     outcomes = dispatch_task(
-        expand_grid(spec, manifests), paths.runs_root, ray_address, num_cpus, spec.max_retries
+        expand_grid(spec, manifests),
+        paths.runs_root,
+        ray_address,
+        num_cpus,
+        spec.max_retries,
+        spec_hash(spec),
     )
     _publish_outcomes(spec.name, outcomes)
     return [asdict(o) for o in outcomes]
@@ -182,7 +213,7 @@ def report_flow(
     """Ingest the study's run directories into DuckDB and write the Plotly report."""
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
-    ingest_task(paths, build_budgets_task(spec, paths.home))
+    ingest_task(paths, build_budgets_task(spec, paths.home), spec_hash(spec))
     return report_task(paths)
 
 
