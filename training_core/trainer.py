@@ -162,7 +162,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
 
 
 def _maybe_resume(run: Run) -> None:
-    ckpt = find_checkpoint(run.run_dir)
+    ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
     if ckpt is None:
         return
     load = distributed.load_checkpoint if run.par.active else load_checkpoint
@@ -170,14 +170,19 @@ def _maybe_resume(run: Run) -> None:
     p = run.progress
     for key in STATE_KEYS:
         setattr(p, key, state[key])
-    # Rows written after the checkpoint belong to steps that will be redone.
-    p.metrics = [
-        r for r in run_io.read_rows(run.run_dir / run_io.METRICS_FILE) if r["step"] <= p.step
-    ]
-    p.evals = [r for r in run_io.read_rows(run.run_dir / run_io.EVALS_FILE) if r["step"] <= p.step]
+    # Rows up to the checkpoint come from its own copies (a run file lost or truncated since is
+    # rebuilt from them); rows written after it belong to steps that will be redone.
+    p.metrics = [r for r in _resume_rows(run, ckpt, run_io.METRICS_FILE) if r["step"] <= p.step]
+    p.evals = [r for r in _resume_rows(run, ckpt, run_io.EVALS_FILE) if r["step"] <= p.step]
     run.last_ckpt_step = p.step
     run.resumed_from = p.step
     run.session_wall0 = p.wall_s
+
+
+def _resume_rows(run: Run, ckpt: Path, name: str) -> list[dict[str, Any]]:
+    """The checkpoint's copy of a row file (checkpoints before copies: the run dir's file)."""
+    copy = ckpt / name
+    return run_io.read_rows(copy if copy.exists() else run.run_dir / name)
 
 
 def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
