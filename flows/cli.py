@@ -275,11 +275,26 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"results (DuckDB): {summary['db_path']}",
         f"report: {summary['report_path'] or 'FAILED: ' + str(summary.get('report_error'))}",
     ]
+    if summary.get("other_spec_runs"):
+        lines.append(
+            f"left out: {summary['other_spec_runs']} runs of an earlier version of this study's "
+            "spec (kept on disk; a changed spec under the same name starts a new generation)"
+        )
     if summary.get("crossover"):
         lines += ["", summary["crossover"]]
     for failure in summary.get("failures", []):
         lines.append(f"FAILED {failure['run']} ({failure['run_id']}): {failure['reason']}")
     return "\n".join(lines)
+
+
+def _failure(run_dir: Path) -> dict[str, Any] | None:
+    """failure.json of a run whose worker died past its retries (flows.dispatch)."""
+    from flows.dispatch import FAILURE_FILE
+
+    try:
+        return json.loads((run_dir / FAILURE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -295,7 +310,7 @@ def _status(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for run in expand_grid(spec, manifests):
         run_dir = paths.runs_root / run.run_id
-        result = read_status(run_dir)
+        result = read_status(run_dir) or _failure(run_dir)
         if result is not None:
             state = result.get("status", "unknown")
         elif (run_dir / "ckpt").exists() or (run_dir / "metrics.parquet").exists():

@@ -76,6 +76,7 @@ class StudySummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     crossover: str = ""
     report_error: str | None = None  # the runs and DuckDB survive a failed report step
+    other_spec_runs: int = 0  # runs of an earlier version of the spec: on disk, not analysed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +165,18 @@ def crossover_task(paths: StudyPaths) -> str:
         return f"no crossover table: {err}"
 
 
+def _other_spec_runs(paths: StudyPaths) -> int:
+    """Runs in the store that the current spec did not plan (0 when the store is unreadable:
+    the report step has said why already)."""
+    from analysis.store import ResultsStore
+
+    try:
+        found = ResultsStore(paths.db_path).query("SELECT count(*) AS n FROM other_spec_runs")
+    except Exception:  # noqa: BLE001 - a summary line, never a reason to fail the study
+        return 0
+    return int(found["n"].iloc[0])
+
+
 def _manifest_path(manifest: BudgetManifest) -> Path:
     # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
     return Path(manifest.train_files[0]).parent / "manifest.json"
@@ -250,6 +263,7 @@ def study_flow(
             if o.status == "failed"
         ],
         crossover=crossover_task(paths),
+        other_spec_runs=_other_spec_runs(paths),
         report_error=report_error,
     )
     return summary.to_dict()
