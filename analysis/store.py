@@ -99,12 +99,17 @@ def flatten_config(
     config: Mapping[str, Any], prefix: str = "cfg", source: Path | str = "config"
 ) -> dict[str, Any]:
     """Nested config -> flat "_"-joined columns: {"model": {"depth": 4}} -> cfg_model_depth.
-    A key that is no plain name raises ``BadRunFile`` naming ``source``."""
+    A nested mapping with a key that is no plain name is kept whole, as JSON data in its parent's
+    column; such a key at the top raises ``BadRunFile`` naming ``source``."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        _check_name(str(key) if isinstance(key, str) else key, source)
+        _check_name(key, source)
         name = _check_name(f"{prefix}_{key}" if prefix else str(key), source)
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and not all(
+            isinstance(k, str) and _NAME.match(k) for k in value
+        ):
+            flat[name] = dict(value)  # data, never identifiers
+        elif isinstance(value, Mapping):
             flat.update(flatten_config(value, name, source))
         else:
             flat[name] = value

@@ -203,11 +203,12 @@ def test_hostile_config_key_is_refused_and_reported_never_executed(
 def test_hostile_values_are_stored_as_data(small_study: Path, tmp_path: Path) -> None:
     out = tmp_path / "pwned.csv"
     value = HOSTILE.format(out=out)
-    make_run(small_study, "odd", "ar", 1, 0, [(1, 1.0, 3.0, 0.5)], config_extra={"note": value})
+    extra = {"note": value, "nested": {value: 1}}  # a hostile key below the top: kept as data
+    make_run(small_study, "odd", "ar", 1, 0, [(1, 1.0, 3.0, 0.5)], config_extra=extra)
     store = _ingested(small_study)
     assert not out.exists()
-    row = store.query("SELECT cfg_note FROM runs WHERE run_id = 'odd'")
-    assert row["cfg_note"].tolist() == [value]
+    row = store.query("SELECT cfg_note, cfg_nested FROM runs WHERE run_id = 'odd'").iloc[0]
+    assert row["cfg_note"] == value and json.loads(row["cfg_nested"]) == {value: 1}
 
 
 def test_one_corrupt_parquet_is_skipped_and_reported_not_blocking(small_study: Path) -> None:
