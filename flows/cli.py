@@ -31,6 +31,7 @@ from typing import Any
 from flows.watchdog import start_watchdog
 from pipeline.settings import apply_offline_defaults
 
+REPORT_WAIT_S = 120.0  # `flows run report` waits this long for a sweep holding the study
 _WATCHDOG: Any = None  # flows.watchdog process of a `flows run`: it stops our children if we die
 
 
@@ -158,18 +159,20 @@ def disk_full_message(err: OSError) -> str:
 
 
 @contextmanager
-def study_writer(lock_path: Path, wait: bool) -> Iterator[None]:
-    """Hold the study's writer lock (an OS file lock: a killed holder releases it at once)."""
+def study_writer(lock_path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold the study's writer lock (an OS file lock: a killed holder releases it at once),
+    waiting up to ``timeout_s`` for it (< 0: as long as it takes)."""
     from filelock import FileLock, Timeout
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path), is_singleton=False)
     try:
-        lock.acquire(timeout=-1 if wait else 0)
+        lock.acquire(timeout=timeout_s)
     except Timeout:
+        waited = f" after {timeout_s:.0f} s" if timeout_s > 0 else ""
         raise StudyBusy(
-            f"another process is writing this study (lock {lock_path}); rerun with --wait to "
-            "wait for it"
+            f"another process is writing this study{waited} (lock {lock_path}); rerun with "
+            "--wait to wait for it"
         ) from None
     try:
         yield
@@ -218,7 +221,9 @@ def _run(args: argparse.Namespace) -> int:
     params = {"preset": args.preset, "config": args.config, "home": args.home}
     global _WATCHDOG  # the pipe to it must live as long as this process
     _WATCHDOG = _WATCHDOG or start_watchdog()
-    with study_writer(StudyPaths.of(spec, args.home).lock_path, args.wait):
+    # A report waits a while for a running sweep's ingest; a second sweep says so at once.
+    timeout = -1.0 if args.wait else (REPORT_WAIT_S if args.flow == "report" else 0.0)
+    with study_writer(StudyPaths.of(spec, args.home).lock_path, timeout):
         return _run_locked(args, spec, params)
 
 
