@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.dispatch import RunOutcome, TerminalProgress, run_grid
+from flows.dispatch import RunOutcome, TerminalProgress, record_plan, run_grid
 from flows.grid import PlannedRun, expand_grid
 from flows.spec import (
     RESERVED_NAMES,
@@ -226,8 +226,19 @@ def report_flow(
     """Ingest the study's run directories into DuckDB and write the Plotly report."""
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
-    ingest_task(paths, build_budgets_task(spec, paths.home), spec_hash(spec))
+    manifests = build_budgets_task(spec, paths.home)
+    _record_plans(spec, manifests, paths)
+    ingest_task(paths, manifests, spec_hash(spec))
     return report_task(paths)
+
+
+def _record_plans(spec: StudySpec, manifests: list[BudgetManifest], paths: StudyPaths) -> None:
+    """The current spec's grid marks its run dirs (those that exist) as its own, so a report
+    without a sweep before it (or run dirs from before plan.json) still sees them."""
+    h = spec_hash(spec)
+    for run in expand_grid(spec, manifests):
+        if (paths.runs_root / run.run_id).is_dir():
+            record_plan(replace(run.task(paths.runs_root), spec_hash=h))
 
 
 @flow(name="study")

@@ -38,3 +38,19 @@ def test_edited_spec_leaves_the_older_generation_out_and_says_so(
     assert sorted(analysed["run_id"]) == ["r2", "r3"]  # one AR/DLM pair, not two
     summary = StudySummary("gen", str(paths.db_path), None, 2, 0, 2, 0, other_spec_runs=2)
     assert "left out: 2 runs of an earlier version" in format_summary(summary.to_dict())
+
+
+def test_report_marks_the_current_grid_runs_even_without_a_sweep(
+    smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    from flows.flows import _record_plans
+    from flows.grid import expand_grid
+
+    _, manifests = smoke_budgets
+    paths = StudyPaths.of(smoke_spec, tmp_path)
+    runs = expand_grid(smoke_spec, manifests)
+    (paths.runs_root / runs[0].run_id).mkdir(parents=True)  # a run dir from before plan.json
+    _record_plans(smoke_spec, manifests, paths)
+    plan = json.loads((paths.runs_root / runs[0].run_id / "plan.json").read_text())
+    assert plan == {"spec_hashes": [spec_hash(smoke_spec)]}
+    assert not (paths.runs_root / runs[1].run_id).exists()  # never creates run dirs
