@@ -448,5 +448,11 @@ def write_report(
     if png and "curves-val_loss" in figs:
         analysis.notes.append(export_png(figs["curves-val_loss"], out / "crossover.png"))
     path = out / "report.html"
-    path.write_text(render_html(analysis, figs, title), encoding="utf-8")
+    # A full disk or a kill mid-write leaves the previous report whole: write aside, then swap.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(render_html(analysis, figs, title), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -38,8 +38,14 @@ RUN_BASE_COLUMNS: dict[str, str] = {
     "finished_at": "VARCHAR",
     "code_version": "VARCHAR",
     "config_sha256": "VARCHAR",
+    # Comma-joined hashes of the study specs that planned this run (the run dir's plan.json).
+    "spec_hashes": "VARCHAR",
     "ingested_at": "TIMESTAMP",
 }
+
+# The spec the study runs now (one row, or none for a store filled outside a study): analysis
+# uses only the runs it planned; runs of older specs stay on disk and in ``runs``.
+CURRENT_SPEC_COLUMNS: dict[str, str] = {"spec_hash": "VARCHAR"}
 
 METRIC_COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
@@ -100,25 +106,38 @@ def create_table_sql(name: str, columns: dict[str, str]) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name} ({cols})"
 
 
-# Analysis uses finite evaluations of runs that did not fail; everything else is counted in
-# ``excluded_evals`` so the report can say how much was dropped and why.
+# Analysis uses finite evaluations of completed runs of the current spec; everything else is
+# counted in ``excluded_evals`` so the report can say how much was dropped and why. A run that
+# never finished (still running, or its worker died for good) is no point of any curve.
 VIEWS_SQL: list[str] = [
+    """
+    CREATE OR REPLACE VIEW current_runs AS
+    SELECT r.* FROM runs r
+    WHERE NOT EXISTS (SELECT 1 FROM current_spec)
+       OR list_contains(string_split(coalesce(r.spec_hashes, ''), ','),
+                        (SELECT any_value(spec_hash) FROM current_spec))
+    """,
     """
     CREATE OR REPLACE VIEW eval_points AS
     SELECT e.*, r.objective, r.model_name, r.n_params, r.unique_tokens, r.budget_id,
            r.epochs AS run_epochs, r.seed
-    FROM evals e JOIN runs r USING (run_id)
-    WHERE r.status IS DISTINCT FROM 'failed'
+    FROM evals e JOIN current_runs r USING (run_id)
+    WHERE r.status = 'completed'
       AND e.val_loss IS NOT NULL AND isfinite(e.val_loss)
     """,
     """
     CREATE OR REPLACE VIEW excluded_evals AS
     SELECT r.run_id, r.status,
-           count(e.run_id) FILTER (WHERE r.status = 'failed') AS from_failed_run,
-           count(e.run_id) FILTER (WHERE r.status IS DISTINCT FROM 'failed'
+           count(e.run_id) FILTER (WHERE r.status IS DISTINCT FROM 'completed') AS from_failed_run,
+           count(e.run_id) FILTER (WHERE r.status = 'completed'
                AND (e.val_loss IS NULL OR NOT isfinite(e.val_loss))) AS nonfinite
-    FROM runs r LEFT JOIN evals e USING (run_id)
+    FROM current_runs r LEFT JOIN evals e USING (run_id)
     GROUP BY r.run_id, r.status
+    """,
+    # Runs on disk that the current spec did not plan (an edited spec under the same name).
+    """
+    CREATE OR REPLACE VIEW other_spec_runs AS
+    SELECT * FROM runs WHERE run_id NOT IN (SELECT run_id FROM current_runs)
     """,
     """
     CREATE OR REPLACE VIEW run_final_best AS

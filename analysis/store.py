@@ -2,16 +2,24 @@
 
 One writer process per database file (DuckDB's rule). Every operation opens a connection and
 closes it before returning, so a reader in another process is blocked only while a write is in
-flight, never by a store object someone forgot to close.
+flight, never by a store object someone forgot to close; a connection refused by another
+process's lock is retried for ``lock_timeout_s`` before a one-line ``StoreBusy``.
+
+Run directories are untrusted input (in a cluster they sit on a shared volume): their JSON keys
+become column names only when they are plain names (``analysis.run_files``), values are bound,
+and a run whose files cannot be read is skipped and reported, never blocking the others. The
+database is derived data: a file DuckDB cannot open (empty, truncated by a full disk, corrupt) is
+moved aside and rebuilt from the run directories, with a one-line notice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+import sys
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +28,16 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analysis.run_files import (  # noqa: F401 - flatten_config, is_run_dir: public here too
+    BadRunFile,
+    check_parquet,
+    flatten_config,
+    is_run_dir,
+    run_record,
+)
 from analysis.schema import (
     BUDGET_BASE_COLUMNS,
+    CURRENT_SPEC_COLUMNS,
     EVAL_COLUMNS,
     METRIC_COLUMNS,
     RUN_BASE_COLUMNS,
@@ -29,25 +45,23 @@ from analysis.schema import (
     create_table_sql,
 )
 
-# result.json fields that may be missing while a run is in flight: take them from config.json.
-_FROM_CONFIG = {
-    "objective": "cfg_objective_kind",
-    "model_name": "cfg_model_name",
-    "unique_tokens": "cfg_data_unique_tokens",
-    "budget_id": "cfg_data_budget_id",
-    "epochs": "cfg_epochs",
-    "seed": "cfg_seed",
-}
+LOCK_TIMEOUT_S = 120.0
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds the database file longer than the store waits."""
 
 
 @dataclass(frozen=True)
 class IngestStats:
-    """What one ingest call wrote (rows now in the store for the runs it touched)."""
+    """What one ingest call wrote (rows now in the store for the runs it touched), and the run
+    dirs it skipped as ``(run dir, reason)``."""
 
     runs: int = 0
     metric_rows: int = 0
     eval_rows: int = 0
     nonfinite_eval_rows: int = 0
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __add__(self, other: IngestStats) -> IngestStats:
         return IngestStats(
@@ -55,19 +69,8 @@ class IngestStats:
             self.metric_rows + other.metric_rows,
             self.eval_rows + other.eval_rows,
             self.nonfinite_eval_rows + other.nonfinite_eval_rows,
+            self.skipped + other.skipped,
         )
-
-
-def flatten_config(config: Mapping[str, Any], prefix: str = "cfg") -> dict[str, Any]:
-    """Nested config -> flat "_"-joined columns: {"model": {"depth": 4}} -> cfg_model_depth."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}_{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, name))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _sql_type(value: Any) -> str:
@@ -173,39 +176,18 @@ def _insert_parquet(
     con.unregister("batch_files")
 
 
-def _run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
-    """The ``runs`` row for a run dir (result.json over config.json) and its run id."""
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    result_path = run_dir / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    row: dict[str, Any] = {c: None for c in RUN_BASE_COLUMNS}
-    row.update(flatten_config(config))
-    row.update(result)
-    for col, cfg_col in _FROM_CONFIG.items():
-        if row.get(col) is None:
-            row[col] = row.get(cfg_col)
-    run_id = str(result.get("run_id") or config.get("run_id") or run_dir.name)
-    row["run_id"] = run_id
-    row["status"] = row.get("status") or "running"
-    row["run_dir"] = str(run_dir.resolve())
-    row["study"] = run_dir.parent.parent.name if run_dir.parent.name == "runs" else None
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    row["config_sha256"] = hashlib.sha256(canonical).hexdigest() if config else None
-    row["ingested_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return row, run_id
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or (path / "result.json").exists())
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 class ResultsStore:
     """The study's DuckDB file. Use as a context manager; it is the single writer for its file."""
 
-    def __init__(self, db_path: str | Path) -> None:
+    def __init__(self, db_path: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.db_path = Path(db_path)
+        self.lock_timeout_s = lock_timeout_s
         self._schema_ready = False
+        self.rebuilt_from: Path | None = None  # where an unreadable file was moved, if any
 
     def __enter__(self) -> ResultsStore:
         self.ensure_schema()
@@ -215,18 +197,58 @@ class ResultsStore:
         # Nothing to release: connections never outlive one operation.
         return None
 
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection, retried while another process's lock refuses it."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                return duckdb.connect(str(self.db_path), read_only=read_only)
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"{self.db_path} is held by another process (a sweep writing, or an open "
+                        f"SQL session) for over {self.lock_timeout_s:.0f} s; close it and rerun"
+                    ) from None
+                time.sleep(0.5)
+
+    def _set_aside(self, err: Exception) -> None:
+        """Move an unreadable database file away; the next ingest rebuilds it from run dirs."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        aside = self.db_path.with_name(f"{self.db_path.name}.unreadable-{stamp}")
+        self.db_path.rename(aside)
+        for wal in (self.db_path.with_name(self.db_path.name + ".wal"),):
+            wal.unlink(missing_ok=True)
+        self.rebuilt_from = aside
+        reason = str(err).strip().splitlines()[0][:160]
+        print(
+            f"results: {self.db_path} could not be opened ({reason}); moved to {aside.name} and "
+            "rebuilt from the run directories",
+            file=sys.stderr,
+        )
+
     @contextmanager
     def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.db_path), read_only=read_only)
+        try:
+            con = self._open(read_only)
+        except StoreBusy:
+            raise
+        except duckdb.Error as err:
+            if read_only or not self.db_path.exists():
+                raise
+            self._set_aside(err)
+            self._schema_ready = False
+            con = self._open(read_only)
         try:
             yield con
         finally:
             con.close()
 
     def ensure_schema(self) -> None:
-        """Create missing tables and (re)create the views; once per store object."""
+        """Create missing tables and columns and (re)create the views; once per store object."""
         if self._schema_ready and self.db_path.exists():
             return
         with self._connect() as con:
@@ -234,22 +256,68 @@ class ResultsStore:
             con.execute(create_table_sql("metrics", METRIC_COLUMNS))
             con.execute(create_table_sql("evals", EVAL_COLUMNS))
             con.execute(create_table_sql("budgets", BUDGET_BASE_COLUMNS))
+            con.execute(create_table_sql("current_spec", CURRENT_SPEC_COLUMNS))
+            have = _table_columns(con, "runs")
+            for col, typ in RUN_BASE_COLUMNS.items():  # a store made by an older version
+                if col not in have:
+                    con.execute(f'ALTER TABLE runs ADD COLUMN "{col}" {typ}')
             for sql in VIEWS_SQL:
                 con.execute(sql)
         self._schema_ready = True
 
-    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, run_dirs: list[Path]) -> IngestStats:
-        """Replace the rows of these runs in one transaction; a run id met twice keeps its last
-        dir. JSON files are parsed before anything is deleted."""
+    def set_current_spec(self, spec_hash: str | None) -> None:
+        """Analysis uses only runs planned by ``spec_hash`` (None: every run)."""
+        self.ensure_schema()
+        with self._connect() as con:
+            con.execute("DELETE FROM current_spec")
+            if spec_hash is not None:
+                con.execute("INSERT INTO current_spec VALUES (?)", [spec_hash])
+
+    def _read_batch(
+        self, run_dirs: list[Path]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[str, str, int]]], list]:
+        """Parse every run's files before anything is deleted; a run whose files cannot be read
+        is left out and listed as (run dir, reason)."""
         records: dict[str, dict[str, Any]] = {}
         files: dict[str, list[tuple[str, str, int]]] = {"metrics": [], "evals": []}
+        skipped = []
         for idx, run_dir in enumerate(run_dirs):
-            row, run_id = _run_record(run_dir)
+            try:
+                row, run_id = run_record(run_dir)
+                found = {t: run_dir / f"{t}.parquet" for t in files}
+                for path in found.values():
+                    if path.exists():
+                        check_parquet(path)
+            except BadRunFile as err:
+                skipped.append((str(run_dir), str(err)))
+                continue
             records[run_id] = row
-            for table in files:
-                path = run_dir / f"{table}.parquet"
+            for table, path in found.items():
                 if path.exists():
                     files[table].append((str(path), run_id, idx))
+        return records, files, skipped
+
+    def _ingest_batch(self, con: duckdb.DuckDBPyConnection, run_dirs: list[Path]) -> IngestStats:
+        """Replace the rows of these runs in one transaction; a run id met twice keeps its last
+        dir. A batch that DuckDB refuses (a Parquet file corrupt past its footer) is redone one
+        run at a time, so one bad run is skipped and reported and the others go in."""
+        records, files, skipped = self._read_batch(run_dirs)
+        try:
+            stats = self._write_batch(con, records, files)
+        except duckdb.Error as err:
+            if len(run_dirs) == 1:
+                return IngestStats(skipped=((str(run_dirs[0]), _first_line(err)),))
+            stats = IngestStats()
+            for run_dir in sorted({Path(r["run_dir"]) for r in records.values()}):
+                stats = stats + self._ingest_batch(con, [run_dir])
+        return stats + IngestStats(skipped=tuple(skipped))
+
+    def _write_batch(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        records: dict[str, dict[str, Any]],
+        files: dict[str, list[tuple[str, str, int]]],
+    ) -> IngestStats:
         ids = pd.DataFrame({"run_id": list(records)})
         con.execute("BEGIN TRANSACTION")
         try:
@@ -291,7 +359,7 @@ class ResultsStore:
 
     def ingest_runs_root(self, path: str | Path, batch_size: int = 256) -> IngestStats:
         """Ingest every run dir below ``path``, ``batch_size`` runs per transaction (sorted, so
-        reruns touch rows in the same order)."""
+        reruns touch rows in the same order). Skipped runs are in the result's ``skipped``."""
         root = Path(path)
         self.ensure_schema()
         found = {p.parent for pat in ("config.json", "result.json") for p in root.rglob(pat)}

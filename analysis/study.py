@@ -106,11 +106,16 @@ def analyze_study(
     store = _as_store(db)
     result = StudyAnalysis(
         runs=store.query(
-            "SELECT * FROM runs ORDER BY objective, model_name, unique_tokens, epochs, seed"
+            "SELECT * FROM current_runs ORDER BY objective, model_name, unique_tokens, epochs, seed"
         ),
         evals=store.query("SELECT * FROM eval_points ORDER BY run_id, step"),
         excluded=store.query("SELECT * FROM excluded_evals WHERE from_failed_run + nonfinite > 0"),
     )
+    n_other = int(store.query("SELECT count(*) AS n FROM other_spec_runs")["n"].iloc[0])
+    if n_other:
+        result.notes.append(
+            f"{n_other} runs of an earlier version of this study's spec left out (kept on disk)"
+        )
     if result.empty:
         result.notes.append("no runs ingested")
         return result

@@ -9,22 +9,30 @@
     flows deploy                             # deployments into the `dlm-crossover` process pool
 
 Exit code: 0 when every run completed (or was already complete), 1 when any run failed, 2 for a
-bad spec or command line.
+bad spec or command line, or when another process is writing the same study (``--wait`` waits).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flows.watchdog import start_watchdog
 from pipeline.errors import OneLineArgumentParser
 from pipeline.settings import apply_offline_defaults
+
+REPORT_WAIT_S = 120.0  # `flows run report` waits this long for a sweep holding the study
+_WATCHDOG: Any = None  # flows.watchdog process of a `flows run`: it stops our children if we die
 
 
 def _quiet() -> None:
@@ -57,6 +65,13 @@ class FlowRunFailed(RuntimeError):
 def _call_flow(flow_fn: Any, **params: Any) -> Any:
     state = flow_fn(**params, return_state=True)
     if not state.is_completed():
+        try:
+            state.result()  # re-raises what failed the flow
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise  # main() says it in one line
+        except Exception:
+            pass
         raise FlowRunFailed(f"flow {flow_fn.name!r} failed: {state.message}")
     return state.result()
 
@@ -102,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="print the grid and FLOPs, run nothing")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    run.add_argument(
+        "--wait", action="store_true", help="wait while another process writes this study"
+    )
 
     status = sub.add_parser("status", help="state of every run of a study")
     _add_spec_args(status)
@@ -135,9 +153,54 @@ def main(argv: list[str] | None = None) -> int:
     except StudySpecError as err:
         print(f"flows: invalid study spec:\n{err}", file=sys.stderr)
         return 2
+    except StudyBusy as err:
+        print(f"flows: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nflows: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"flows: {disk_full_message(err)}", file=sys.stderr)
+        return 1
+
+
+class StudyBusy(RuntimeError):
+    """Another process holds the study's writer lock."""
+
+
+def disk_full_message(err: OSError) -> str:
+    """One line for a full disk: the path and the free space left there."""
+    path = Path(err.filename or os.getcwd())
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    return (
+        f"no space left on the device of {path} ({free / 2**20:.1f} MiB free); free some space "
+        "and rerun the same command: finished runs are skipped, interrupted ones resume"
+    )
+
+
+@contextmanager
+def study_writer(lock_path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold the study's writer lock (an OS file lock: a killed holder releases it at once),
+    waiting up to ``timeout_s`` for it (< 0: as long as it takes)."""
+    from filelock import FileLock, Timeout
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), is_singleton=False)
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        waited = f" after {timeout_s:.0f} s" if timeout_s > 0 else ""
+        raise StudyBusy(
+            f"another process is writing this study{waited} (lock {lock_path}); rerun with "
+            "--wait to wait for it"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -172,11 +235,22 @@ def _run(args: argparse.Namespace) -> int:
     spec = _load_spec_or_exit(args)
     if args.dry_run:
         return _dry_run(spec, args.home)
-    if args.flow != "report":
-        _build_budgets_or_exit(spec, args)
     from flows.flows import StudyPaths
 
     params = {"preset": args.preset, "config": args.config, "home": args.home}
+    global _WATCHDOG  # the pipe to it must live as long as this process
+    _WATCHDOG = _WATCHDOG or start_watchdog()
+    # A report waits a while for a running sweep's ingest; a second sweep says so at once.
+    timeout = -1.0 if args.wait else (REPORT_WAIT_S if args.flow == "report" else 0.0)
+    with study_writer(StudyPaths.of(spec, args.home).lock_path, timeout):
+        if args.flow != "report":  # a bad corpus is one line here, before Prefect or Ray start
+            _build_budgets_or_exit(spec, args)
+        return _run_locked(args, spec, params)
+
+
+def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> int:
+    from flows.flows import StudyPaths
+
     if args.flow == "budgets":
         from flows.flows import budgets_flow
 
@@ -227,11 +301,26 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"results (DuckDB): {summary['db_path']}",
         f"report: {summary['report_path'] or 'FAILED: ' + str(summary.get('report_error'))}",
     ]
+    if summary.get("other_spec_runs"):
+        lines.append(
+            f"left out: {summary['other_spec_runs']} runs of an earlier version of this study's "
+            "spec (kept on disk; a changed spec under the same name starts a new generation)"
+        )
     if summary.get("crossover"):
         lines += ["", summary["crossover"]]
     for failure in summary.get("failures", []):
         lines.append(f"FAILED {failure['run']} ({failure['run_id']}): {failure['reason']}")
     return "\n".join(lines)
+
+
+def _failure(run_dir: Path) -> dict[str, Any] | None:
+    """failure.json of a run whose worker died past its retries (flows.dispatch)."""
+    from flows.dispatch import FAILURE_FILE
+
+    try:
+        return json.loads((run_dir / FAILURE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -247,7 +336,7 @@ def _status(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for run in expand_grid(spec, manifests):
         run_dir = paths.runs_root / run.run_id
-        result = read_status(run_dir)
+        result = read_status(run_dir) or _failure(run_dir)
         if result is not None:
             state = result.get("status", "unknown")
         elif (run_dir / "ckpt").exists() or (run_dir / "metrics.parquet").exists():

@@ -29,17 +29,23 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.settings import OFFLINE_ENV
+from training_core.run_io import write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULT_FILE = "result.json"
+PLAN_FILE = "plan.json"  # {"spec_hashes": [...]}: analysis.store reads it
+FAILURE_FILE = "failure.json"  # a run whose worker died for good: analysis.store reads it
 WORKER_FILE = "worker.json"  # pid and host of the process training the run, for `flows status`
 PROGRESS_EVERY_S = 1.0
+LOOPBACK = "127.0.0.1"
+_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class RunTask:
     run_dir: Path
     cpus: float = 1.0
     gpus: float = 0.0
+    spec_hash: str | None = None  # the study spec that planned it (recorded in plan.json)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class GridProgress:
     skipped: int = 0
     running: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # run_id -> "dlm/xs/25K/ep96/s0"
+    board_name: str = ""  # the Ray actor holding workers' progress (best-effort display)
 
     @property
     def fraction_done(self) -> float:
@@ -95,6 +103,29 @@ class GridProgress:
 
 
 ProgressCallback = Callable[[GridProgress], None]
+
+
+def record_plan(task: RunTask) -> None:
+    """Add the task's spec hash to its run dir's plan.json (a run can be planned by several
+    versions of a spec when its config did not change)."""
+    if task.spec_hash is None:
+        return
+    path = task.run_dir / PLAN_FILE
+    try:
+        hashes = list(json.loads(path.read_text()).get("spec_hashes", []))
+    except (OSError, ValueError, AttributeError):
+        hashes = []
+    if task.spec_hash not in hashes:
+        task.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"spec_hashes": [*hashes, task.spec_hash]})
+
+
+def record_failure(task: RunTask, reason: str) -> None:
+    """A run that never reached a terminal state by itself (its worker died more often than the
+    retries allow): failure.json, so ingest and `flows status` show it failed, with the reason.
+    A later sweep retries it (it has no completed result.json) and removes the file."""
+    if read_status(task.run_dir) is None:
+        write_json(task.run_dir / FAILURE_FILE, {"status": "failed", "failure_reason": reason})
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -146,15 +177,32 @@ def connect_ray(
         return True
     # Ray's socket paths must stay under ~100 characters: a short dir under the system temp.
     temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
+    _loopback_only()
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 1,
         num_gpus=num_gpus,
         include_dashboard=False,
+        _node_ip_address=LOOPBACK,
         object_store_memory=256 * 1024 * 1024,
         _temp_dir=str(temp),
         **common,
     )
     return True
+
+
+def _loopback_only() -> None:
+    """An embedded Ray listens on 127.0.0.1 only (no one else can submit code to it).
+
+    On Linux, Ray 2.60 replaces a loopback node address by the machine's network address and its
+    gRPC servers (GCS, raylet, workers, agents) then listen on every interface, with no
+    authentication. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch for a single-machine
+    node: the address stays loopback and every server binds it. Ray reads the variable when it
+    is imported, so a driver that imported Ray before this call is switched too; every process
+    Ray starts inherits the variable. Never set for a cluster (``address`` given)."""
+    os.environ[_SINGLE_NODE_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def run_grid(
@@ -174,6 +222,7 @@ def run_grid(
     outcomes: dict[str, RunOutcome] = {}
     todo = []
     for task in tasks:
+        record_plan(task)
         if is_completed(task.run_dir):
             outcomes[task.run_id] = RunOutcome(task.run_id, task.label, "skipped")
             progress.skipped += 1
@@ -187,9 +236,11 @@ def run_grid(
     temp = None if ray_address or ray.is_initialized() else Path(tempfile.mkdtemp(prefix="ray-"))
     started_ray = connect_ray(ray_address, num_cpus, temp)
     try:
-        board = _ProgressBoard.options(num_cpus=0).remote()
+        progress.board_name = f"progress-board-{uuid.uuid4().hex[:12]}"
+        board = _ProgressBoard.options(num_cpus=0, name=progress.board_name).remote()
         pending = {}
         for task in todo:
+            (task.run_dir / FAILURE_FILE).unlink(missing_ok=True)
             ref, group = _submit(task, board, max_retries)
             pending[ref] = (task, group)
         while pending:
@@ -202,7 +253,7 @@ def run_grid(
                 outcomes[task.run_id] = outcome
                 progress.done += outcome.status == "completed"
                 progress.failed += outcome.status == "failed"
-            snapshot = ray.get(board.snapshot.remote())
+            snapshot = _board_snapshot(board)
             progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
             _emit(on_progress, progress)
         ray.kill(board)
@@ -212,6 +263,17 @@ def run_grid(
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     return [outcomes[t.run_id] for t in tasks]
+
+
+def _board_snapshot(board: Any) -> dict[str, dict[str, Any]]:
+    """The board's latest progress, or nothing: the display is best-effort and never fails a
+    sweep (a dead board is restarted by Ray, empty; workers' reports to it are fire-and-forget)."""
+    import ray
+
+    try:
+        return ray.get(board.snapshot.remote(), timeout=30)
+    except (ray.exceptions.RayError, TimeoutError):
+        return {}
 
 
 def _emit(callback: ProgressCallback | None, progress: GridProgress) -> None:
@@ -260,6 +322,7 @@ def _collect(ref: Any, task: RunTask) -> RunOutcome:
     except ray.exceptions.RayError as err:
         # The worker died more often than max_retries allows (or the node is gone).
         reason = f"system failure after retries: {type(err).__name__}: {_last_line(str(err))}"
+        record_failure(task, reason)
         return RunOutcome(task.run_id, task.label, "failed", reason)
     status = result.get("status")
     return RunOutcome(
@@ -325,7 +388,7 @@ def _train_in_worker(
 def _make_remote() -> tuple[Any, Any]:
     import ray
 
-    @ray.remote
+    @ray.remote(max_restarts=-1)
     class ProgressBoard:
         """Latest progress per run; workers push, the driver polls (one small actor, no CPU)."""
 

@@ -12,18 +12,28 @@ be started from the Prefect UI with a form.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.dispatch import RunOutcome, TerminalProgress, run_grid
+from flows.dispatch import RunOutcome, TerminalProgress, record_plan, run_grid
 from flows.grid import PlannedRun, expand_grid
-from flows.spec import StudySpec, load_preset, load_spec
+from flows.spec import (
+    RESERVED_NAMES,
+    StudySpec,
+    StudySpecError,
+    load_preset,
+    load_spec,
+    spec_hash,
+)
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
+
+WRITER_LOCK = ".writer.lock"  # held by the one process writing a study (flows.cli)
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,18 @@ class StudyPaths:
     def of(cls, spec: StudySpec, home: str | Path | None = None) -> StudyPaths:
         root = Path(home) if home else get_settings().home
         root = root.resolve()
-        study_dir = root / spec.name
+        study_dir = (root / spec.name).resolve()
+        # The name pattern already forbids separators and dot-only names; a symlink planted in
+        # the home must not lead the study's writes elsewhere either.
+        if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
+            raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
         return cls(
             root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
         )
+
+    @property
+    def lock_path(self) -> Path:
+        return self.study_dir / WRITER_LOCK
 
 
 @dataclass
@@ -58,6 +76,7 @@ class StudySummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     crossover: str = ""
     report_error: str | None = None  # the runs and DuckDB survive a failed report step
+    other_spec_runs: int = 0  # runs of an earlier version of the spec: on disk, not analysed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +106,7 @@ def dispatch_task(
     ray_address: str | None,
     num_cpus: int | None,
     max_retries: int,
+    plan_hash: str | None = None,
 ) -> list[RunOutcome]:
     # Longest runs first: on a small machine the tail of the grid is then many short runs.
     ordered = sorted(runs, key=lambda r: -r.flops)
@@ -96,7 +116,7 @@ def dispatch_task(
     progress = TerminalProgress()
     try:
         outcomes = run_grid(
-            [r.task(runs_root) for r in ordered],
+            [replace(r.task(runs_root), spec_hash=plan_hash) for r in ordered],
             ray_address=ray_address,
             num_cpus=num_cpus,
             max_retries=max_retries,
@@ -108,7 +128,11 @@ def dispatch_task(
 
 
 @task(name="ingest")
-def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> int:
+def ingest_task(
+    paths: StudyPaths, manifests: list[BudgetManifest] | None, plan_hash: str | None = None
+) -> int:
+    """Every run dir into DuckDB; analysis then uses the runs ``plan_hash`` planned. Run dirs
+    whose files cannot be read are skipped and listed on stderr, one line each."""
     from analysis.store import ResultsStore
 
     paths.study_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +140,10 @@ def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> in
         for manifest in manifests or []:
             store.ingest_manifest(_manifest_path(manifest))
         if paths.runs_root.exists():
-            store.ingest_runs_root(paths.runs_root)
+            stats = store.ingest_runs_root(paths.runs_root)
+            for run_dir, reason in stats.skipped:
+                print(f"ingest: skipped {Path(run_dir).name}: {reason}", file=sys.stderr)
+        store.set_current_spec(plan_hash)
         return int(store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0])
 
 
@@ -136,6 +163,18 @@ def crossover_task(paths: StudyPaths) -> str:
         return format_summary(crossover_table(paths.db_path))
     except AnalysisError as err:  # too few finished runs to compare: say so, don't fail the study
         return f"no crossover table: {err}"
+
+
+def _other_spec_runs(paths: StudyPaths) -> int:
+    """Runs in the store that the current spec did not plan (0 when the store is unreadable:
+    the report step has said why already)."""
+    from analysis.store import ResultsStore
+
+    try:
+        found = ResultsStore(paths.db_path).query("SELECT count(*) AS n FROM other_spec_runs")
+    except Exception:  # noqa: BLE001 - a summary line, never a reason to fail the study
+        return 0
+    return int(found["n"].iloc[0])
 
 
 def _manifest_path(manifest: BudgetManifest) -> Path:
@@ -169,7 +208,12 @@ def sweep_flow(
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
     outcomes = dispatch_task(
-        expand_grid(spec, manifests), paths.runs_root, ray_address, num_cpus, spec.max_retries
+        expand_grid(spec, manifests),
+        paths.runs_root,
+        ray_address,
+        num_cpus,
+        spec.max_retries,
+        spec_hash(spec),
     )
     _publish_outcomes(spec.name, outcomes)
     return [asdict(o) for o in outcomes]
@@ -182,8 +226,19 @@ def report_flow(
     """Ingest the study's run directories into DuckDB and write the Plotly report."""
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
-    ingest_task(paths, build_budgets_task(spec, paths.home))
+    manifests = build_budgets_task(spec, paths.home)
+    _record_plans(spec, manifests, paths)
+    ingest_task(paths, manifests, spec_hash(spec))
     return report_task(paths)
+
+
+def _record_plans(spec: StudySpec, manifests: list[BudgetManifest], paths: StudyPaths) -> None:
+    """The current spec's grid marks its run dirs (those that exist) as its own, so a report
+    without a sweep before it (or run dirs from before plan.json) still sees them."""
+    h = spec_hash(spec)
+    for run in expand_grid(spec, manifests):
+        if (paths.runs_root / run.run_id).is_dir():
+            record_plan(replace(run.task(paths.runs_root), spec_hash=h))
 
 
 @flow(name="study")
@@ -219,6 +274,7 @@ def study_flow(
             if o.status == "failed"
         ],
         crossover=crossover_task(paths),
+        other_spec_runs=_other_spec_runs(paths),
         report_error=report_error,
     )
     return summary.to_dict()

@@ -14,6 +14,8 @@ comparison is the point of the study, so there is no per-objective override.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +30,10 @@ from training_core.objectives import ObjectiveConfig
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+# A study is the folder CROSSOVER_HOME/<name>: one path component that is no dot-only name
+# ("." / ".." would write the DuckDB and report above the home) and not the budgets folder.
+STUDY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+RESERVED_NAMES = ("budgets",)
 
 
 class StudySpecError(ValueError):
@@ -61,7 +67,11 @@ class StudySpec(BaseModel):
     model_config = _FROZEN
 
     name: str = Field(
-        min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Folder name under the home."
+        min_length=1,
+        max_length=100,
+        pattern=STUDY_NAME_PATTERN,
+        description="Folder name under the home: a letter or digit first, then letters, digits,"
+        " '_', '.', '-' (so never '.', '..' or a hidden folder); not " + "/".join(RESERVED_NAMES),
     )
     description: str = ""
     budgets: BudgetSpec
@@ -90,6 +100,13 @@ class StudySpec(BaseModel):
     max_retries: int = Field(
         default=2, ge=0, le=20, description="Ray resubmissions of a run whose worker died."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.lower() in RESERVED_NAMES:
+            raise ValueError(f"name: {name!r} is reserved (a folder of the home); choose another")
+        return name
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -151,6 +168,13 @@ class StudySpec(BaseModel):
         if len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"objectives: duplicates in {kinds}")
         return self
+
+
+def spec_hash(spec: StudySpec) -> str:
+    """Hash of everything in the spec but its description: each run records the hashes of the
+    specs that planned it (plan.json), and analysis uses the runs of the current one only."""
+    canonical = json.dumps(spec.model_dump(mode="json", exclude={"description"}), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _describe(err: ValidationError) -> str:

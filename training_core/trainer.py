@@ -170,7 +170,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
 
 
 def _maybe_resume(run: Run) -> None:
-    ckpt = find_checkpoint(run.run_dir)
+    ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
     if ckpt is None:
         return
     load = distributed.load_checkpoint if run.par.active else load_checkpoint
@@ -178,19 +178,36 @@ def _maybe_resume(run: Run) -> None:
     p = run.progress
     for key in STATE_KEYS:
         setattr(p, key, state.get(key, getattr(p, key)))  # keys added later start at their default
-    # Rows written after the checkpoint belong to steps that will be redone; a branch row belongs
-    # to its fork step (a branch that was complete when the checkpoint's step was reached stays).
-    p.metrics = [
-        r for r in run_io.read_rows(run.run_dir / run_io.METRICS_FILE) if r["step"] <= p.step
-    ]
+    # Rows up to the checkpoint come from its own copies (a run file lost or truncated since is
+    # rebuilt from them); rows written after it belong to steps that will be redone. A branch row
+    # belongs to its fork step (a branch complete when the checkpoint's step was reached stays).
+    p.metrics = [r for r in _resume_rows(run, ckpt, run_io.METRICS_FILE) if r["step"] <= p.step]
     p.evals = [
         r
-        for r in run_io.read_rows(run.run_dir / run_io.EVALS_FILE)
+        for r in _resume_rows(run, ckpt, run_io.EVALS_FILE)
         if (r["fork_step"] if r.get("kind") == "branch" else r["step"]) <= p.step
     ]
+    if not any(r.get("kind") == "branch" and r.get("fork_step") == p.step for r in p.evals):
+        p.evals += _branch_rows_after_checkpoint(run, p.step)
     run.last_ckpt_step = p.step
     run.resumed_from = p.step
     run.session_wall0 = p.wall_s
+
+
+def _branch_rows_after_checkpoint(run: Run, step: int) -> list[dict[str, Any]]:
+    """The branch row of the checkpoint's own step: written after the pre-branch checkpoint, so
+    only the run dir's file has it. A damaged file gives none (the branch is then redone)."""
+    try:
+        rows = run_io.read_rows(run.run_dir / run_io.EVALS_FILE)
+    except Exception:  # truncated or corrupt: redoing the branch is deterministic
+        return []
+    return [r for r in rows if r.get("kind") == "branch" and r.get("fork_step") == step]
+
+
+def _resume_rows(run: Run, ckpt: Path, name: str) -> list[dict[str, Any]]:
+    """The checkpoint's copy of a row file (checkpoints before copies: the run dir's file)."""
+    copy = ckpt / name
+    return run_io.read_rows(copy if copy.exists() else run.run_dir / name)
 
 
 def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:

@@ -146,3 +146,28 @@ def test_report_on_demo_shaped_study(tmp_path: Path) -> None:
     analysis = analyze_study(study / "results.duckdb", n_boot=5)
     loss_rows = analysis.crossovers[analysis.crossovers["metric"] == "val_loss"]
     assert (loss_rows["status"] == "crossover").all() and (loss_rows["mode"] == "curve").all()
+
+
+def test_report_write_is_atomic(
+    small_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import analysis.report as report
+
+    with ResultsStore(small_study / "results.duckdb") as store:
+        store.ingest_runs_root(small_study / "runs")
+    out = tmp_path / "report"
+    path = write_report(store, out, n_boot=5, png=False)
+    before = path.read_bytes()
+
+    def full_disk_midway(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        with open(self, "w", encoding="utf-8") as handle:
+            handle.write(text[: len(text) // 2])  # the disk fills halfway through
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(report.Path, "write_text", full_disk_midway)
+    with pytest.raises(OSError):
+        write_report(store, out, n_boot=5, png=False)
+    assert path.read_bytes() == before  # the previous report is whole
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]  # no temp left behind

@@ -198,3 +198,119 @@ def test_eval_kind_is_ingested_and_keeps_a_branch_beside_a_mid_run_row(tmp_path:
         (20, "mid-run", None, 3.0),
         (40, "final", None, 2.7),
     ]
+
+
+# ---- run files are untrusted; the database is derived data (issue 12) ------------------------
+
+HOSTILE = "x\" VARCHAR); COPY (SELECT 42) TO '{out}'; --"
+
+
+def test_hostile_config_key_is_refused_and_reported_never_executed(
+    small_study: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pwned.csv"
+    run_dir = small_study / "runs" / "evil"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"run_id": "evil", HOSTILE.format(out=out): 1}))
+    (run_dir / "result.json").write_text(json.dumps({HOSTILE.format(out=out): 1}))
+    store = ResultsStore(small_study / "results.duckdb")
+    with store:
+        stats = store.ingest_runs_root(small_study / "runs")
+    assert not out.exists()
+    assert stats.runs == 8  # the other runs went in
+    ((skipped_dir, reason),) = stats.skipped
+    assert skipped_dir.endswith("evil") and "config.json" in reason and "not a plain" in reason
+    assert "evil" not in store.query("SELECT run_id FROM runs")["run_id"].tolist()
+
+
+def test_hostile_values_are_stored_as_data(small_study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pwned.csv"
+    value = HOSTILE.format(out=out)
+    extra = {"note": value, "nested": {value: 1}}  # a hostile key below the top: kept as data
+    make_run(small_study, "odd", "ar", 1, 0, [(1, 1.0, 3.0, 0.5)], config_extra=extra)
+    store = _ingested(small_study)
+    assert not out.exists()
+    row = store.query("SELECT cfg_note, cfg_nested FROM runs WHERE run_id = 'odd'").iloc[0]
+    assert row["cfg_note"] == value and json.loads(row["cfg_nested"]) == {value: 1}
+
+
+def test_one_corrupt_parquet_is_skipped_and_reported_not_blocking(small_study: Path) -> None:
+    runs = sorted((small_study / "runs").iterdir())
+    bad = runs[0] / "evals.parquet"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated: footer gone
+    store = _ingested(small_study)
+    with store:
+        stats = store.ingest_runs_root(small_study / "runs")
+    assert stats.runs == 7 and len(stats.skipped) == 1
+    assert str(bad) in stats.skipped[0][1] and "Parquet" in stats.skipped[0][1]
+    # Garbage past an intact footer: DuckDB refuses the batch; redone run by run.
+    body = bytearray((runs[1] / "metrics.parquet").read_bytes())
+    body[8:40] = b"\xff" * 32
+    (runs[1] / "metrics.parquet").write_bytes(bytes(body))
+    with store:
+        stats = store.ingest_runs_root(small_study / "runs")
+    assert stats.runs >= 6 and stats.runs + len(stats.skipped) == 8
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a database at all" * 100])
+def test_empty_or_corrupt_database_is_rebuilt_from_run_dirs(
+    small_study: Path, damage: bytes, capsys: pytest.CaptureFixture
+) -> None:
+    good = _ingested(small_study).query(COUNTS).iloc[0].tolist()
+    db = small_study / "results.duckdb"
+    db.write_bytes(damage)  # what ENOSPC mid-write left behind
+    store = _ingested(small_study)
+    assert store.query(COUNTS).iloc[0].tolist() == good
+    assert store.rebuilt_from is not None and store.rebuilt_from.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rebuilt from the run directories" in err[0]
+
+
+def test_analysis_uses_runs_of_the_current_spec_and_finished_runs_only(small_study: Path) -> None:
+    runs = sorted((small_study / "runs").iterdir())
+    for run_dir in runs:
+        (run_dir / "plan.json").write_text(json.dumps({"spec_hashes": ["new"]}))
+    (runs[0] / "plan.json").write_text(json.dumps({"spec_hashes": ["old"]}))
+    (runs[1] / "plan.json").write_text(json.dumps({"spec_hashes": ["old", "new"]}))
+    # A run whose worker died for good: no result.json, the dispatcher's failure.json.
+    died = make_run(small_study, "died", "ar", 1, 0, [(1, 1.0, 3.0, 0.5)], write_result=False)
+    (died / "plan.json").write_text(json.dumps({"spec_hashes": ["new"]}))
+    (died / "failure.json").write_text(
+        json.dumps({"status": "failed", "failure_reason": "system failure after retries"})
+    )
+    store = _ingested(small_study)
+    store.set_current_spec("new")
+    in_analysis = set(store.query("SELECT DISTINCT run_id FROM eval_points")["run_id"])
+    assert runs[0].name not in in_analysis and runs[1].name in in_analysis
+    assert "died" not in in_analysis
+    assert store.query("SELECT run_id FROM other_spec_runs")["run_id"].tolist() == [runs[0].name]
+    row = store.query("SELECT status, failure_reason FROM runs WHERE run_id = 'died'").iloc[0]
+    assert (row["status"], row["failure_reason"]) == ("failed", "system failure after retries")
+    store.set_current_spec(None)  # a store outside a study: every finished run
+    assert runs[0].name in set(store.query("SELECT run_id FROM eval_points")["run_id"])
+
+
+def test_reader_waits_for_a_writer_then_says_so_in_one_line(small_study: Path) -> None:
+    from analysis.store import StoreBusy
+
+    store = _ingested(small_study)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read()",
+            str(store.db_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusy, match="held by another process"):
+            ResultsStore(store.db_path, lock_timeout_s=1).query("SELECT 1")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert ResultsStore(store.db_path, lock_timeout_s=60).query("SELECT 1 AS one")["one"][0] == 1

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from flows.spec import load_preset
 from pipeline.manifest import load_manifest
@@ -82,3 +83,50 @@ def test_deploy_refuses_without_a_server(cli_env: dict) -> None:
     proc = _flows(["deploy"], cli_env)
     assert proc.returncode == 2
     assert "PREFECT_API_URL" in proc.stderr
+
+
+def test_second_writer_of_a_study_says_so_and_exits_2(tmp_path: Path, cli_env: dict) -> None:
+    from filelock import FileLock
+
+    lock = FileLock(str(tmp_path / "smoke" / ".writer.lock"), is_singleton=False)
+    (tmp_path / "smoke").mkdir()
+    with lock:  # what a running sweep holds
+        proc = _flows(["run", "sweep", "--preset", "smoke", "--home", str(tmp_path)], cli_env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another process is writing this study" in lines[0]
+    assert "--wait" in lines[0] and not (tmp_path / "smoke" / "results.duckdb").exists()
+
+
+def test_full_disk_is_one_line_naming_path_and_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import errno
+
+    from flows import cli
+
+    target = tmp_path / "study" / "results.duckdb"
+
+    def full(_args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(cli, "_quiet", lambda: None)
+    monkeypatch.setattr(cli, "_dispatch", full)
+    assert cli.main(["run", "report", "--preset", "smoke"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(target) in line and "MiB free" in line and "rerun" in line
+
+
+def test_report_waits_for_the_writer_then_says_so(tmp_path: Path) -> None:
+    from filelock import FileLock, Timeout
+
+    from flows.cli import StudyBusy, study_writer
+
+    path = tmp_path / "study" / ".writer.lock"
+    path.parent.mkdir()
+    holder = FileLock(str(path), is_singleton=False)
+    with holder, pytest.raises(StudyBusy, match="after 1 s"):
+        with study_writer(path, 1.0):
+            pass
+    with study_writer(path, 1.0), pytest.raises(Timeout):  # released: ours now, theirs not
+        FileLock(str(path), is_singleton=False).acquire(timeout=0)

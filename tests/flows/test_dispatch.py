@@ -71,3 +71,21 @@ def test_progress_line_names_running_runs_and_estimates_time_left() -> None:
     line = format_progress(progress, 60)
     assert "~1m00s left" in line and "now: dlm/xs/25K/ep96/s0 50%" in line
     assert "left" not in format_progress(GridProgress(total=2), 5)  # nothing done: no guess
+
+
+def test_a_dead_progress_board_never_fails_the_sweep(
+    local_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    import ray
+
+    tasks = smoke_tasks(smoke_spec, smoke_budgets, tmp_path)
+    killed: list[str] = []
+
+    def kill_board(progress: GridProgress) -> None:
+        if not killed:  # the first progress call: the board exists, runs are in flight
+            board = ray.get_actor(progress.board_name)
+            ray.kill(board, no_restart=True)  # as final as kill -9 of its process
+            killed.append(progress.board_name)
+
+    outcomes = run_grid(tasks, on_progress=kill_board)
+    assert killed and [o.status for o in outcomes] == ["completed", "completed"]

@@ -82,12 +82,14 @@ def _task(smoke_spec, smoke_budgets, runs_root: Path, gpus: float = 0.0) -> RunT
     return replace(tasks[0], gpus=gpus)
 
 
-def _start_until_held(task: RunTask) -> tuple[threading.Thread, list, dict]:
+def _start_until_held(task: RunTask, max_retries: int = 2) -> tuple[threading.Thread, list, dict]:
     """Run ``task`` through run_grid in a thread until it holds at its checkpoint of step
     ``HOLD_AT``; returns the thread, the list its outcomes land in, and the worker marker (pid of
     the training process)."""
     outcomes: list = []
-    thread = threading.Thread(target=lambda: outcomes.extend(run_grid([task], max_retries=2)))
+    thread = threading.Thread(
+        target=lambda: outcomes.extend(run_grid([task], max_retries=max_retries))
+    )
     thread.start()
     marker = task.run_dir / "worker.json"
     deadline = time.monotonic() + 600
@@ -98,3 +100,27 @@ def _start_until_held(task: RunTask) -> tuple[threading.Thread, list, dict]:
     time.sleep(1.0)  # were the hold broken, the run would checkpoint step 15 meanwhile
     assert checkpoint_step(task.run_dir) == HOLD_AT  # it holds: nothing trains past the checkpoint
     return thread, outcomes, json.loads(marker.read_text())
+
+
+def test_run_whose_worker_dies_past_its_retries_is_failed_with_a_reason(
+    held_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
+) -> None:
+    from analysis.store import ResultsStore
+
+    task = replace(_task(smoke_spec, smoke_budgets, tmp_path), spec_hash="s1")
+    thread, outcomes, first = _start_until_held(task, max_retries=0)
+    os.kill(first["pid"], signal.SIGKILL)
+    thread.join(timeout=600)
+
+    (outcome,) = outcomes
+    assert outcome.status == "failed" and "system failure after retries" in outcome.reason
+    failure = json.loads((task.run_dir / "failure.json").read_text())
+    assert failure == {"status": "failed", "failure_reason": outcome.reason}
+    assert json.loads((task.run_dir / "plan.json").read_text()) == {"spec_hashes": ["s1"]}
+    with ResultsStore(tmp_path / "results.duckdb") as store:
+        store.ingest_runs_root(tmp_path)
+        store.set_current_spec("s1")
+        run = store.query("SELECT status, failure_reason FROM runs").iloc[0]
+        n_points = store.query("SELECT count(*) AS n FROM eval_points")["n"][0]
+    assert (run["status"], run["failure_reason"]) == ("failed", outcome.reason)
+    assert n_points == 0  # its evaluations before the death are not analysed

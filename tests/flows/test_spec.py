@@ -86,3 +86,31 @@ def test_spec_is_frozen() -> None:
     spec = parse_spec(BASE)
     with pytest.raises(ValueError):
         spec.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", [".", "..", "....", ".hidden", "budgets", "Budgets", "a/b", ""])
+def test_study_names_that_would_leave_the_home_are_refused(name: str) -> None:
+    with pytest.raises(StudySpecError, match="name"):
+        parse_spec(_with(name=name))
+
+
+def test_study_paths_stay_inside_the_home(tmp_path: Path) -> None:
+    from flows.flows import StudyPaths
+
+    home = tmp_path / "home"
+    home.mkdir()
+    paths = StudyPaths.of(parse_spec(_with(name="v1.2_ok-name")), home)
+    assert paths.study_dir == home.resolve() / "v1.2_ok-name"
+    assert paths.db_path.parent == paths.study_dir
+    # A symlink planted in the home must not carry the study's writes elsewhere.
+    (home / "escape").symlink_to(tmp_path)
+    with pytest.raises(StudySpecError, match="outside"):
+        StudyPaths.of(parse_spec(_with(name="escape")), home)
+
+
+def test_spec_hash_changes_with_the_grid_not_the_description() -> None:
+    from flows.spec import spec_hash
+
+    base = parse_spec(_with())
+    assert spec_hash(base) == spec_hash(parse_spec(_with(description="words")))
+    assert spec_hash(base) != spec_hash(parse_spec(_with(optim={"lr": 2e-3})))

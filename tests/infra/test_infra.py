@@ -121,3 +121,28 @@ def test_prefect_compose_uses_postgres() -> None:
     assert "--pool" in worker["entrypoint"] and "process" in worker["entrypoint"]
     assert worker["environment"]["PREFECT_API_URL"].startswith("http://prefect-server:4200")
     assert "healthcheck" in services["postgres"]
+
+
+def test_no_default_secrets_and_no_open_unauthenticated_dashboard() -> None:
+    compose_text = (INFRA / "prefect" / "docker-compose.yml").read_text()
+    # ${VAR:-default} would start with a password everyone knows; ${VAR:?msg} refuses instead.
+    assert not re.search(r"\$\{(POSTGRES_PASSWORD|PREFECT_AUTH_STRING):-", compose_text)
+    services = yaml.safe_load(compose_text)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
+        "${POSTGRES_PASSWORD:?"
+    )
+    assert "PREFECT_SERVER_API_AUTH_STRING" in services["prefect-server"]["environment"]
+    assert "PREFECT_API_AUTH_STRING" in services["worker"]["environment"]
+
+    launcher = yaml.safe_load((INFRA / "ray" / "cluster.yaml").read_text())
+    starts = launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"]
+    for command in (c for c in starts if "ray start" in c):
+        assert "RAY_AUTH_MODE=token" in command and "0.0.0.0" not in command
+    assert "--env RAY_AUTH_MODE=token" in launcher["docker"]["run_options"]  # the driver too
+
+    cluster = next(
+        d for d in _load_all(INFRA / "k8s" / "raycluster.yaml") if d["kind"] == "RayCluster"
+    )
+    assert cluster["spec"]["authOptions"] == {"mode": "token"}
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert "0.0.0.0" not in (INFRA / "k8s" / "raycluster.yaml").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,10 +11,13 @@ import torch
 
 from training_core.checkpoint import (
     CKPT_DIR,
+    EVENTS_FILE,
     checkpoint_step,
     find_checkpoint,
     load_checkpoint,
+    read_state,
     save_checkpoint,
+    verify_checkpoint,
 )
 from training_core.model import Transformer, model_preset
 
@@ -61,6 +65,7 @@ def test_files_are_safetensors_and_json_only(tmp_path: Path) -> None:
     _step(model, opt, 0)
     path = save_checkpoint(tmp_path, model, opt, {"step": 1})
     assert sorted(p.name for p in path.iterdir()) == [
+        "manifest.json",
         "model.safetensors",
         "optim.safetensors",
         "state.json",
@@ -79,3 +84,46 @@ def test_falls_back_to_previous_after_crash_mid_swap(tmp_path: Path) -> None:
     assert found is not None and found.name == f"{CKPT_DIR}.old"
     assert checkpoint_step(tmp_path) == 1  # the step a resume would start from
     assert load_checkpoint(found, model, opt) == {"step": 1}
+
+
+@pytest.mark.parametrize("damage", ["truncate-model", "truncate-optim", "step", "no-state"])
+def test_corrupt_checkpoint_is_refused_moved_aside_and_recorded(
+    tmp_path: Path, damage: str
+) -> None:
+    model, opt = _model_and_opt(0)
+    path = save_checkpoint(tmp_path, model, opt, {"step": 3})
+    assert verify_checkpoint(path) is None
+    if damage.startswith("truncate"):
+        target = path / ("model.safetensors" if damage.endswith("model") else "optim.safetensors")
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    elif damage == "step":
+        (path / "state.json").write_text(json.dumps({"step": 4}))
+    else:
+        (path / "state.json").unlink()
+    assert verify_checkpoint(path) is not None
+    assert find_checkpoint(tmp_path) is None  # a reader: reports nothing, moves nothing
+    assert path.is_dir()
+    assert find_checkpoint(tmp_path, quarantine=True) is None  # the writer: starts over
+    assert not path.exists() and (tmp_path / f"{CKPT_DIR}.bad").is_dir()
+    (event,) = [json.loads(x) for x in (tmp_path / EVENTS_FILE).read_text().splitlines()]
+    assert event["checkpoint"] == CKPT_DIR and event["action"] == f"moved to {CKPT_DIR}.bad"
+
+
+def test_bad_newest_checkpoint_falls_back_to_a_good_previous_one(tmp_path: Path) -> None:
+    model, opt = _model_and_opt(0)
+    save_checkpoint(tmp_path, model, opt, {"step": 1})
+    shutil.copytree(tmp_path / CKPT_DIR, tmp_path / "step1")
+    save_checkpoint(tmp_path, model, opt, {"step": 2})
+    (tmp_path / "step1").rename(tmp_path / f"{CKPT_DIR}.old")  # as a crash mid-swap leaves it
+    (tmp_path / CKPT_DIR / "model.safetensors").write_bytes(b"\x00" * 10)
+    found = find_checkpoint(tmp_path, quarantine=True)
+    assert found is not None and found.name == f"{CKPT_DIR}.old"
+    assert read_state(found) == {"step": 1}
+
+
+def test_temp_dirs_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    model, opt = _model_and_opt(0)
+    (tmp_path / f"{CKPT_DIR}.tmp").mkdir()  # the old fixed name
+    (tmp_path / f"{CKPT_DIR}.tmp-999999999").mkdir()  # above any pid_max: no such process
+    save_checkpoint(tmp_path, model, opt, {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CKPT_DIR]

@@ -228,3 +228,44 @@ def test_loop_never_branches_on_the_objective_kind() -> None:
     source = inspect.getsource(trainer)
     assert '"ar"' not in source and '"dlm"' not in source and ".kind ==" not in source
     assert source.count("objective.kind") == 1  # only recorded in result.json
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "metrics-missing",  # lost since the checkpoint: rebuilt from the checkpoint's copy
+        "metrics-truncated",
+        "evals-truncated",
+        "ckpt-model-truncated",  # the checkpoint itself: moved aside, the run starts over
+        "ckpt-state-garbled",
+    ],
+)
+def test_resume_after_damaged_files_matches_uninterrupted(
+    tmp_path: Path, data, damage: str
+) -> None:
+    from training_core.checkpoint import EVENTS_FILE
+
+    cfg = tiny_config(data, kind="ar", epochs=2.0, checkpoint_every_steps=4)
+    full = train_run(cfg, tmp_path / "full")
+    part = tmp_path / "part"
+    with pytest.raises(StopRun):
+        train_run(cfg, part, on_progress=_stop_after(6))
+    name, _, how = damage.partition("-")
+    if name == "ckpt":
+        file = "model.safetensors" if how.startswith("model") else "state.json"
+        target = part / CKPT_DIR / file
+    else:
+        target = part / f"{name}.parquet"
+    if how == "missing":
+        target.unlink()
+    elif how == "garbled":
+        target.write_text("{not json")
+    else:
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 3])
+
+    resumed = train_run(cfg, part)
+    assert resumed.status == "completed" and resumed.steps == full.steps
+    for a, b in zip(_frames(tmp_path / "full"), _frames(part), strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
+    events = (part / EVENTS_FILE).read_text() if (part / EVENTS_FILE).exists() else ""
+    assert ("moved to ckpt.bad" in events) == (name == "ckpt")  # the outcome is on record
