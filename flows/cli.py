@@ -235,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = _load_spec_or_exit(args)
     if args.dry_run:
         return _dry_run(spec, args.home)
+    if args.flow != "report":  # a bad corpus is one line here, before Prefect, Ray or the lock
+        _build_budgets_or_exit(spec, args)
     from flows.flows import StudyPaths
 
     params = {"preset": args.preset, "config": args.config, "home": args.home}
@@ -243,8 +245,6 @@ def _run(args: argparse.Namespace) -> int:
     # A report waits a while for a running sweep's ingest; a second sweep says so at once.
     timeout = -1.0 if args.wait else (REPORT_WAIT_S if args.flow == "report" else 0.0)
     with study_writer(StudyPaths.of(spec, args.home).lock_path, timeout):
-        if args.flow != "report":  # a bad corpus is one line here, before Prefect or Ray start
-            _build_budgets_or_exit(spec, args)
         return _run_locked(args, spec, params)
 
 

@@ -31,6 +31,9 @@ EVAL_COLS = [
     "mc_acc",
     "mc_margin",
     "mc_n",
+    "kind",
+    "fork_step",
+    "run_flops",
 ]
 METRIC_COLS = [
     "run_id",
@@ -68,6 +71,7 @@ RESULT_KEYS = {
     "started_at",
     "finished_at",
     "code_version",
+    "branch_flops",
 }
 
 
