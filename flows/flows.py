@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import publish_results_task, publish_runs_task, with_flow_log
 from flows.dispatch import RunOutcome, TerminalProgress, run_grid
 from flows.grid import PlannedRun, expand_grid
 from flows.spec import StudySpec, load_preset, load_spec
@@ -100,7 +100,7 @@ def dispatch_task(
             ray_address=ray_address,
             num_cpus=num_cpus,
             max_retries=max_retries,
-            on_progress=progress,
+            on_progress=with_flow_log(progress),  # and the flow run's log
         )
     finally:
         progress.close()
@@ -127,17 +127,6 @@ def report_task(paths: StudyPaths) -> str:
     return str(write_report(paths.db_path, paths.report_dir))
 
 
-@task(name="crossover-summary")
-def crossover_task(paths: StudyPaths) -> str:
-    from analysis.errors import AnalysisError
-    from analysis.summary import crossover_table, format_summary
-
-    try:
-        return format_summary(crossover_table(paths.db_path))
-    except AnalysisError as err:  # too few finished runs to compare: say so, don't fail the study
-        return f"no crossover table: {err}"
-
-
 def _manifest_path(manifest: BudgetManifest) -> Path:
     # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
     return Path(manifest.train_files[0]).parent / "manifest.json"
@@ -150,7 +139,15 @@ def _manifest_path(manifest: BudgetManifest) -> Path:
 def budgets_flow(
     preset: str | None = "demo", config: str | None = None, home: str | None = None
 ) -> list[str]:
-    """Build (or find already built) the study's unique-token budgets; returns their ids."""
+    """Build (or find already built) the study's unique-token budgets; returns their ids.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+    """
     spec = resolve_spec(preset, config)
     manifests = build_budgets_task(spec, StudyPaths.of(spec, home).home)
     return [m.budget_id for m in manifests]
@@ -164,14 +161,26 @@ def sweep_flow(
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume."""
+    """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+        ray_address: Ray cluster to run on ("auto", "ray://host:10001"); empty starts a local
+            Ray (default: CROSSOVER_RAY_ADDRESS).
+        num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
+            else all).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
     outcomes = dispatch_task(
         expand_grid(spec, manifests), paths.runs_root, ray_address, num_cpus, spec.max_retries
     )
-    _publish_outcomes(spec.name, outcomes)
+    publish_runs_task(spec.name, outcomes, paths.runs_root)
     return [asdict(o) for o in outcomes]
 
 
@@ -179,11 +188,21 @@ def sweep_flow(
 def report_flow(
     preset: str | None = "demo", config: str | None = None, home: str | None = None
 ) -> str:
-    """Ingest the study's run directories into DuckDB and write the Plotly report."""
+    """Ingest the study's run directories into DuckDB and write the Plotly report.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     ingest_task(paths, build_budgets_task(spec, paths.home))
-    return report_task(paths)
+    report_path = report_task(paths)
+    publish_results_task(spec.name, paths.db_path, report_path)
+    return report_path
 
 
 @flow(name="study")
@@ -194,7 +213,19 @@ def study_flow(
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> dict[str, Any]:
-    """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary."""
+    """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+        ray_address: Ray cluster to run on ("auto", "ray://host:10001"); empty starts a local
+            Ray (default: CROSSOVER_RAY_ADDRESS).
+        num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
+            else all).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     budgets_flow(preset, config, home)
@@ -205,6 +236,7 @@ def study_flow(
         report_path = report_state.result()
     else:
         report_error = report_state.message or "report flow failed"
+    publish_runs_task(spec.name, outcomes, paths.runs_root, per_run_tasks=False)
     summary = StudySummary(
         study=spec.name,
         db_path=str(paths.db_path),
@@ -218,18 +250,7 @@ def study_flow(
             for o in outcomes
             if o.status == "failed"
         ],
-        crossover=crossover_task(paths),
+        crossover=publish_results_task(spec.name, paths.db_path, report_path),
         report_error=report_error,
     )
     return summary.to_dict()
-
-
-def _publish_outcomes(study: str, outcomes: list[RunOutcome]) -> None:
-    """A markdown table of the sweep in the Prefect UI (the run's Artifacts tab)."""
-    rows = [
-        f"| {o.label} | `{o.run_id}` | {o.status} | {(o.reason or '').replace('|', '/')[:200]} |"
-        for o in outcomes
-    ]
-    table = "\n".join(["| run | id | status | reason |", "|---|---|---|---|", *rows])
-    key = "".join(c if c.isalnum() else "-" for c in study.lower())
-    create_markdown_artifact(markdown=table, key=f"sweep-{key}", description=f"Runs of {study}")
