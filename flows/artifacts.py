@@ -57,8 +57,10 @@ def _interval(lo: Any, hi: Any, e0: Any, e1: Any) -> str | None:
 
     def edge(x: float) -> str:
         if math.isinf(x):
-            return f"beyond {float(e1):.3g}"
-        return f"before {float(e0):.3g}" if x <= 0 else f"{x:.3g}"
+            return f"beyond {float(e1):.3g}" if math.isfinite(float(e1)) else "beyond the range"
+        if x <= 0:
+            return f"before {float(e0):.3g}" if float(e0) > 0 else "before the range"
+        return f"{x:.3g}"
 
     return f"[{edge(float(lo))}, {edge(float(hi))}]"
 
@@ -188,10 +190,10 @@ def publish_runs_task(
         run_outcome_task(row["run"], row, return_state=True)
 
 
-@task(name="publish-results")
-def publish_results_task(study: str, db_path: Path, report_path: str | None) -> str:
-    """Crossover table, report link and results markdown; returns the crossover summary text
-    (the terminal's, from the same DuckDB table) or why there is none."""
+def publish_results(study: str, db_path: Path, report_path: str | None) -> str:
+    """Crossover table, report link and results markdown on the current Prefect run; returns
+    the crossover summary text (the terminal's, from the same DuckDB table) or why there is
+    none."""
     from analysis.errors import AnalysisError
     from analysis.store import ResultsStore
     from analysis.summary import crossover_table, format_summary
@@ -212,7 +214,10 @@ def publish_results_task(study: str, db_path: Path, report_path: str | None) -> 
     report = Path(report_path) if report_path else None
     if report is not None:
         create_link_artifact(
-            report.as_uri(), link_text=str(report), key=artifact_key("report", study)
+            report.as_uri(),
+            link_text=str(report),
+            key=artifact_key("report", study),
+            description=f"Plotly report of study {study} (open the file on the server's machine)",
         )
     counts = store.query("SELECT status, count(*) AS n FROM runs GROUP BY status")
     by_status = {str(s): int(n) for s, n in zip(counts["status"], counts["n"], strict=True)}
@@ -222,3 +227,9 @@ def publish_results_task(study: str, db_path: Path, report_path: str | None) -> 
         description=f"Report and results database of study {study}",
     )
     return text
+
+
+@task(name="publish-results")
+def publish_results_task(study: str, db_path: Path, report_path: str | None) -> str:
+    """``publish_results`` as a task of its own (the study flow's page)."""
+    return publish_results(study, db_path, report_path)

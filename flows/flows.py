@@ -18,7 +18,12 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.artifacts import publish_results_task, publish_runs_task, with_flow_log
+from flows.artifacts import (
+    publish_results,
+    publish_results_task,
+    publish_runs_task,
+    with_flow_log,
+)
 from flows.dispatch import RunOutcome, TerminalProgress, run_grid
 from flows.grid import PlannedRun, expand_grid
 from flows.spec import StudySpec, load_preset, load_spec
@@ -124,7 +129,20 @@ def ingest_task(paths: StudyPaths, manifests: list[BudgetManifest] | None) -> in
 def report_task(paths: StudyPaths) -> str:
     from analysis.report import write_report
 
-    return str(write_report(paths.db_path, paths.report_dir))
+    report = str(write_report(paths.db_path, paths.report_dir))
+    publish_results(paths.study_dir.name, paths.db_path, report)  # artifacts for the Prefect UI
+    return report
+
+
+@task(name="crossover-summary")
+def crossover_task(paths: StudyPaths) -> str:
+    from analysis.errors import AnalysisError
+    from analysis.summary import crossover_table, format_summary
+
+    try:
+        return format_summary(crossover_table(paths.db_path))
+    except AnalysisError as err:  # too few finished runs to compare: say so, don't fail the study
+        return f"no crossover table: {err}"
 
 
 def _manifest_path(manifest: BudgetManifest) -> Path:
@@ -200,9 +218,7 @@ def report_flow(
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     ingest_task(paths, build_budgets_task(spec, paths.home))
-    report_path = report_task(paths)
-    publish_results_task(spec.name, paths.db_path, report_path)
-    return report_path
+    return report_task(paths)
 
 
 @flow(name="study")
@@ -236,7 +252,8 @@ def study_flow(
         report_path = report_state.result()
     else:
         report_error = report_state.message or "report flow failed"
-    publish_runs_task(spec.name, outcomes, paths.runs_root, per_run_tasks=False)
+    publish_runs_task(spec.name, outcomes, paths.runs_root, per_run_tasks=False)  # UI artifacts
+    publish_results_task(spec.name, paths.db_path, report_path)
     summary = StudySummary(
         study=spec.name,
         db_path=str(paths.db_path),
@@ -250,7 +267,7 @@ def study_flow(
             for o in outcomes
             if o.status == "failed"
         ],
-        crossover=publish_results_task(spec.name, paths.db_path, report_path),
+        crossover=crossover_task(paths),
         report_error=report_error,
     )
     return summary.to_dict()

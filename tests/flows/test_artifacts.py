@@ -55,6 +55,8 @@ def test_crossover_rows_spell_out_numbers_and_open_edges() -> None:
     assert second["DLM overtakes AR at epoch"] is None
     assert second["95% interval (epochs)"] == "[before 1, beyond 24]"
     assert second["FLOPs interval"] is None
+    open_flops = crossover_rows(table.assign(flops_lo=1e12, flops_hi=math.inf))[1]
+    assert open_flops["FLOPs interval"] == "[1e+12, beyond the range]"
     json.dumps([first, second], allow_nan=False)  # what Prefect stores: no NaN, no inf
 
 
