@@ -22,6 +22,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from analysis.crossover import METRICS, OBJECTIVES, curve_points
+from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
 from analysis.store import ResultsStore
@@ -350,7 +351,7 @@ def _crossover_display(table: pd.DataFrame) -> pd.DataFrame:
     P(crossover) and what the interval includes (seeds, or evaluation noise only)."""
     if table.empty or "epoch_lo" not in table:
         return table
-    shown = table.copy()
+    shown = table.drop(columns="evals_sha256", errors="ignore")
     shown.insert(4, "interval", [interval_text(r) for _, r in table.iterrows()])
     return shown
 
@@ -435,7 +436,7 @@ def export_png(fig: go.Figure, path: Path) -> str:
 
 
 def write_report(
-    db: str | Path | ResultsStore, out_dir: str | Path, *, n_boot: int = 100, png: bool = True
+    db: str | Path | ResultsStore, out_dir: str | Path, *, n_boot: int = N_BOOT, png: bool = True
 ) -> Path:
     """Analyse the store and write ``out_dir/report.html`` (plus ``crossover.png`` if possible)."""
     store = db if isinstance(db, ResultsStore) else ResultsStore(db)

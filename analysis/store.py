@@ -411,3 +411,10 @@ class ResultsStore:
             con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM derived_frame")
             con.execute("COMMIT")
             con.unregister("derived_frame")
+
+    def drop_derived_table(self, name: str) -> None:
+        """Drop derived table ``name`` if present (its inputs are gone: no stale answers)."""
+        if not name.isidentifier():
+            raise ValueError(f"name: table name must be an identifier, got {name!r}")
+        with self._connect() as con:
+            con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -17,7 +17,8 @@ from analysis.critical_compute import (
     critical_compute_from_laws,
     critical_compute_measured,
 )
-from analysis.crossover import crossovers, flag_loss_accuracy_divergence
+from analysis.crossover import flag_loss_accuracy_divergence
+from analysis.crossover_store import BOOT_SEED, N_BOOT, current_crossovers
 from analysis.errors import AnalysisError
 from analysis.fits import LawFit, fit_data_constrained_law, fit_table
 from analysis.store import ResultsStore
@@ -100,9 +101,10 @@ def _as_store(db: str | Path | ResultsStore) -> ResultsStore:
 
 
 def analyze_study(
-    db: str | Path | ResultsStore, *, n_boot: int = 200, seed: int = 0
+    db: str | Path | ResultsStore, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
 ) -> StudyAnalysis:
-    """Crossovers, law fits per objective, C_crit(U) (measured and from the laws), warnings."""
+    """Crossovers (the store's ``crossovers`` table: see analysis.crossover_store), law fits per
+    objective, C_crit(U) (measured and from the laws), warnings."""
     store = _as_store(db)
     result = StudyAnalysis(
         runs=store.query(
@@ -122,9 +124,7 @@ def analyze_study(
     if result.evals.empty:
         result.notes.append("no finite evaluations in any completed run")
         return result
-    _crossover_part(result, n_boot, seed)
-    if not result.crossovers.empty:
-        store.replace_derived_table("crossovers", result.crossovers)
+    _crossover_part(store, result, n_boot, seed)
     _law_part(result, n_boot, seed)
     if result.law_fits:
         store.replace_derived_table("law_fits", fit_table(result.law_fits))
@@ -132,9 +132,9 @@ def analyze_study(
     return result
 
 
-def _crossover_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
+def _crossover_part(store: ResultsStore, result: StudyAnalysis, n_boot: int, seed: int) -> None:
     try:
-        result.crossovers = crossovers(result.evals, n_boot=n_boot, seed=seed)
+        result.crossovers = current_crossovers(store, result.evals, n_boot=n_boot, seed=seed)
     except AnalysisError as err:
         result.notes.append(f"crossover: {err}")
         return

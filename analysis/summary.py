@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.crossover import crossovers
+from analysis.crossover_store import BOOT_SEED, N_BOOT, current_crossovers
 from analysis.store import ResultsStore
 
 
 def crossover_table(
-    db: str | Path | ResultsStore, *, n_boot: int = 200, seed: int = 0
+    db: str | Path | ResultsStore, *, n_boot: int = N_BOOT, seed: int = BOOT_SEED
 ) -> pd.DataFrame:
-    """Per (model_name, unique_tokens, metric): status, epoch and FLOPs of the crossover with
-    bootstrap intervals. Raises ``AnalysisError`` naming what is missing when nothing is usable."""
+    """The store's ``crossovers`` table (computed and stored first when missing or stale): per
+    (model_name, unique_tokens, metric), status, epoch and FLOPs of the crossover with bootstrap
+    intervals, P(crossover) and ``n_boot``, the same rows the report and SQL show. Raises
+    ``AnalysisError`` naming what is missing when nothing is usable."""
     store = db if isinstance(db, ResultsStore) else ResultsStore(db)
-    evals = store.query("SELECT * FROM eval_points ORDER BY run_id, step")
-    return crossovers(evals, n_boot=n_boot, seed=seed)
+    return current_crossovers(store, n_boot=n_boot, seed=seed)
 
 
 def _bound(x: float, fmt: str, lo_edge: float, hi_edge: float) -> str:
@@ -38,6 +39,8 @@ def interval_text(row: pd.Series, fmt: str = ".3g") -> str:
         return "interval unknown (no bootstrap draws)"
     e0, e1 = row.get("epoch_min", math.nan), row.get("epoch_max", math.nan)
     basis = row.get("interval_basis", "")
+    draws = float(row.get("n_boot", math.nan))
+    basis += f", {draws:.0f} draws" if draws > 0 else ""  # NaN > 0 is False
     return (
         f"95% [{_bound(lo, fmt, e0, e1)}, {_bound(hi, fmt, e0, e1)}], P(crossover) {p:.2f}; {basis}"
     )

@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import (
+    publish_results,
+    publish_results_task,
+    publish_runs_task,
+    with_flow_log,
+)
 from flows.dispatch import RunOutcome, TerminalProgress, record_plan, run_grid
 from flows.grid import PlannedRun, expand_grid
 from flows.spec import (
@@ -120,7 +125,7 @@ def dispatch_task(
             ray_address=ray_address,
             num_cpus=num_cpus,
             max_retries=max_retries,
-            on_progress=progress,
+            on_progress=with_flow_log(progress),  # and the flow run's log
         )
     finally:
         progress.close()
@@ -151,7 +156,9 @@ def ingest_task(
 def report_task(paths: StudyPaths) -> str:
     from analysis.report import write_report
 
-    return str(write_report(paths.db_path, paths.report_dir))
+    report = str(write_report(paths.db_path, paths.report_dir))
+    publish_results(paths.study_dir.name, paths.db_path, report)  # artifacts for the Prefect UI
+    return report
 
 
 @task(name="crossover-summary")
@@ -189,7 +196,15 @@ def _manifest_path(manifest: BudgetManifest) -> Path:
 def budgets_flow(
     preset: str | None = "demo", config: str | None = None, home: str | None = None
 ) -> list[str]:
-    """Build (or find already built) the study's unique-token budgets; returns their ids."""
+    """Build (or find already built) the study's unique-token budgets; returns their ids.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+    """
     spec = resolve_spec(preset, config)
     manifests = build_budgets_task(spec, StudyPaths.of(spec, home).home)
     return [m.budget_id for m in manifests]
@@ -203,7 +218,19 @@ def sweep_flow(
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume."""
+    """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+        ray_address: Ray cluster to run on ("auto", "ray://host:10001"); empty starts a local
+            Ray (default: CROSSOVER_RAY_ADDRESS).
+        num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
+            else all).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
@@ -215,7 +242,7 @@ def sweep_flow(
         spec.max_retries,
         spec_hash(spec),
     )
-    _publish_outcomes(spec.name, outcomes)
+    publish_runs_task(spec.name, outcomes, paths.runs_root)
     return [asdict(o) for o in outcomes]
 
 
@@ -223,7 +250,15 @@ def sweep_flow(
 def report_flow(
     preset: str | None = "demo", config: str | None = None, home: str | None = None
 ) -> str:
-    """Ingest the study's run directories into DuckDB and write the Plotly report."""
+    """Ingest the study's run directories into DuckDB and write the Plotly report.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
@@ -249,7 +284,19 @@ def study_flow(
     ray_address: str | None = None,
     num_cpus: int | None = None,
 ) -> dict[str, Any]:
-    """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary."""
+    """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary.
+
+    Args:
+        preset: Shipped study preset (`flows presets` lists them: smoke, demo, ...); used when
+            no config is given.
+        config: Path of a study YAML file on the worker's machine; overrides the preset.
+        home: Studies root where budgets, runs, results.duckdb and the report are written
+            (default: CROSSOVER_HOME, else ./studies).
+        ray_address: Ray cluster to run on ("auto", "ray://host:10001"); empty starts a local
+            Ray (default: CROSSOVER_RAY_ADDRESS).
+        num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
+            else all).
+    """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
     budgets_flow(preset, config, home)
@@ -260,6 +307,8 @@ def study_flow(
         report_path = report_state.result()
     else:
         report_error = report_state.message or "report flow failed"
+    publish_runs_task(spec.name, outcomes, paths.runs_root, per_run_tasks=False)  # UI artifacts
+    publish_results_task(spec.name, paths.db_path, report_path)
     summary = StudySummary(
         study=spec.name,
         db_path=str(paths.db_path),
@@ -278,14 +327,3 @@ def study_flow(
         report_error=report_error,
     )
     return summary.to_dict()
-
-
-def _publish_outcomes(study: str, outcomes: list[RunOutcome]) -> None:
-    """A markdown table of the sweep in the Prefect UI (the run's Artifacts tab)."""
-    rows = [
-        f"| {o.label} | `{o.run_id}` | {o.status} | {(o.reason or '').replace('|', '/')[:200]} |"
-        for o in outcomes
-    ]
-    table = "\n".join(["| run | id | status | reason |", "|---|---|---|---|", *rows])
-    key = "".join(c if c.isalnum() else "-" for c in study.lower())
-    create_markdown_artifact(markdown=table, key=f"sweep-{key}", description=f"Runs of {study}")

@@ -116,3 +116,26 @@ def test_deployment_triggered_through_the_api_runs_on_a_worker(
             4,
         )
     assert (home / "smoke" / "report" / "report.html").exists()
+    _check_what_the_ui_shows(api, run_id, home, study)
+
+
+def _check_what_the_ui_shows(api: str, run_id: str, home: Path, deployment: dict) -> None:
+    """Parameter descriptions in the run form; the study run's artifacts (crossover table with
+    the DuckDB rows, runs table, report link, results markdown); grid points as named task
+    runs; the progress line in the flow logs."""
+    from artifact_checks import RestAPI, check_progress_logged, check_study_artifacts
+
+    props = deployment["parameter_openapi_schema"]["properties"]
+    assert all(p.get("description") for p in props.values()), props
+    db = home / "smoke" / "results.duckdb"
+    with duckdb.connect(str(db), read_only=True) as con:
+        labels = con.execute(
+            "SELECT DISTINCT objective, model_name, unique_tokens, epochs, seed FROM runs"
+        ).fetchall()
+    with httpx.Client(base_url=api, timeout=30) as client:
+        rest = RestAPI(client)
+        check_study_artifacts(rest, run_id, "smoke", home / "smoke" / "report" / "report.html", db)
+        names = {r["name"] for r in rest.post("/task_runs/filter", {"limit": 200})}
+        grid_points = {n for n in names if n.count("/") == 4 and n.startswith(("ar/", "dlm/"))}
+        assert len(grid_points) == len(labels) == 4, sorted(names)
+        check_progress_logged(rest, len(labels))
