@@ -173,10 +173,7 @@ class StudySpec(BaseModel):
 def spec_hash(spec: StudySpec) -> str:
     """Hash of everything in the spec but its description: each run records the hashes of the
     specs that planned it (plan.json), and analysis uses the runs of the current one only."""
-    # Defaults left out (as in RunConfig.run_id): a spec field added later does not start a new
-    # generation of an existing study.
-    payload = spec.model_dump(mode="json", exclude={"description"}, exclude_defaults=True)
-    canonical = json.dumps(payload, sort_keys=True)
+    canonical = json.dumps(spec.model_dump(mode="json", exclude={"description"}), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

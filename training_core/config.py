@@ -5,11 +5,6 @@ with the same config share a run directory (skip when finished, resume when inte
 Everything that changes results lives here; things that only change speed or logging
 (``threads``, ``checkpoint_every_steps``) are here too because a user should see them, but they are
 excluded from the hash so a rerun on another machine finds the same run directory.
-
-The hash leaves out every field at its default value, so a field added in a later version (with
-a default that keeps the old behaviour) does not change the run id of a finished run: upgrading
-never orphans results. The price is a rule, guarded by a test that pins the defaults: a default
-never changes meaning; new behaviour comes as a new value or a new field.
 """
 
 from __future__ import annotations
@@ -195,7 +190,7 @@ class RunConfig(BaseModel):
 
     @property
     def run_id(self) -> str:
-        payload = self.model_dump(mode="json", exclude=set(_NOT_HASHED), exclude_defaults=True)
+        payload = self.model_dump(mode="json", exclude=set(_NOT_HASHED))
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
