@@ -19,19 +19,16 @@ import errno
 import json
 import logging
 import os
-import shutil
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flows.watchdog import start_watchdog
+from flows.writer import StudyBusy, disk_full_line, study_writer, writer_timeout
 from pipeline.errors import OneLineArgumentParser
 from pipeline.settings import apply_offline_defaults
 
-REPORT_WAIT_S = 120.0  # `flows run report` waits this long for a sweep holding the study
 _WATCHDOG: Any = None  # flows.watchdog process of a `flows run`: it stops our children if we die
 
 
@@ -166,41 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-class StudyBusy(RuntimeError):
-    """Another process holds the study's writer lock."""
-
-
 def disk_full_message(err: OSError) -> str:
     """One line for a full disk: the path and the free space left there."""
-    path = Path(err.filename or os.getcwd())
-    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
-    free = shutil.disk_usage(probe).free
-    return (
-        f"no space left on the device of {path} ({free / 2**20:.1f} MiB free); free some space "
-        "and rerun the same command: finished runs are skipped, interrupted ones resume"
-    )
-
-
-@contextmanager
-def study_writer(lock_path: Path, timeout_s: float) -> Iterator[None]:
-    """Hold the study's writer lock (an OS file lock: a killed holder releases it at once),
-    waiting up to ``timeout_s`` for it (< 0: as long as it takes)."""
-    from filelock import FileLock, Timeout
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path), is_singleton=False)
-    try:
-        lock.acquire(timeout=timeout_s)
-    except Timeout:
-        waited = f" after {timeout_s:.0f} s" if timeout_s > 0 else ""
-        raise StudyBusy(
-            f"another process is writing this study{waited} (lock {lock_path}); rerun with "
-            "--wait to wait for it"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+    return disk_full_line(Path(err.filename or os.getcwd()))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -243,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     global _WATCHDOG  # the pipe to it must live as long as this process
     _WATCHDOG = _WATCHDOG or start_watchdog()
     # A report waits a while for a running sweep's ingest; a second sweep says so at once.
-    timeout = -1.0 if args.wait else (REPORT_WAIT_S if args.flow == "report" else 0.0)
+    timeout = writer_timeout(args.wait, report=args.flow == "report")
     with study_writer(StudyPaths.of(spec, args.home).lock_path, timeout):
         return _run_locked(args, spec, params)
 

@@ -8,10 +8,16 @@ the same way) or already skips what it finished (a rerun of the flow resumes ins
 
 Every flow takes plain parameters (preset or config path, home, Ray address) so a deployment can
 be started from the Prefect UI with a form.
+
+One writer per study (flows.writer): the sweep, report and study flows hold the study's writer
+lock while they run, whether `flows run` called them or a Prefect worker runs a deployment; a
+second writer fails at once with one line naming the lock, or waits when asked (``wait``).
 """
 
 from __future__ import annotations
 
+import errno
+import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,10 +41,9 @@ from flows.spec import (
     load_spec,
     spec_hash,
 )
+from flows.writer import NO_SPACE, WRITER_LOCK, disk_full_line, study_writer, writer_timeout
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
-
-WRITER_LOCK = ".writer.lock"  # held by the one process writing a study (flows.cli)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,16 @@ def dispatch_task(
         )
     finally:
         progress.close()
-    return outcomes
+    return [_explain_disk_full(o, runs_root) for o in outcomes]
+
+
+def _explain_disk_full(outcome: RunOutcome, runs_root: Path) -> RunOutcome:
+    """A run that failed on a full disk (its reason is the library's text, e.g. safetensors'
+    "I/O error: No space left on device") says where, and how much space is left there."""
+    if not outcome.reason or NO_SPACE not in outcome.reason:
+        return outcome
+    where = disk_full_line(runs_root / outcome.run_id)
+    return replace(outcome, reason=f"{where} ({outcome.reason})")
 
 
 @task(name="ingest")
@@ -138,18 +152,30 @@ def ingest_task(
 ) -> int:
     """Every run dir into DuckDB; analysis then uses the runs ``plan_hash`` planned. Run dirs
     whose files cannot be read are skipped and listed on stderr, one line each."""
+    import duckdb
+
     from analysis.store import ResultsStore
 
     paths.study_dir.mkdir(parents=True, exist_ok=True)
-    with ResultsStore(paths.db_path) as store:
-        for manifest in manifests or []:
-            store.ingest_manifest(_manifest_path(manifest))
-        if paths.runs_root.exists():
-            stats = store.ingest_runs_root(paths.runs_root)
-            for run_dir, reason in stats.skipped:
-                print(f"ingest: skipped {Path(run_dir).name}: {reason}", file=sys.stderr)
-        store.set_current_spec(plan_hash)
-        return int(store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0])
+    try:
+        with ResultsStore(paths.db_path) as store:
+            for manifest in manifests or []:
+                store.ingest_manifest(_manifest_path(manifest))
+            if paths.runs_root.exists():
+                stats = store.ingest_runs_root(paths.runs_root)
+                for run_dir, reason in stats.skipped:
+                    print(f"ingest: skipped {Path(run_dir).name}: {reason}", file=sys.stderr)
+            store.set_current_spec(plan_hash)
+            return int(store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0])
+    except duckdb.Error as err:
+        # DuckDB says "Could not write file "<path>": No space left on device" in an error of its
+        # own (not an OSError); its failed commit leaves the database as it was (tested on a
+        # full tmpfs). Raised as the OSError it is, so `flows run` says it in one line.
+        if NO_SPACE not in str(err):
+            raise
+        written = re.search(r'file "([^"]+)"', str(err))
+        path = written.group(1) if written else str(paths.db_path)
+        raise OSError(errno.ENOSPC, NO_SPACE, path) from err
 
 
 @task(name="report")
@@ -170,6 +196,18 @@ def crossover_task(paths: StudyPaths) -> str:
         return format_summary(crossover_table(paths.db_path))
     except AnalysisError as err:  # too few finished runs to compare: say so, don't fail the study
         return f"no crossover table: {err}"
+
+
+def _raise_if_disk_full(state: Any) -> None:
+    """A report that failed on a full disk fails the study with that error (`flows run` says it
+    in one line: path and free space); any other report failure is the summary's to show."""
+    try:
+        state.result()
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise
+    except Exception:  # noqa: BLE001, S110 - reported through report_error
+        pass
 
 
 def _other_spec_runs(paths: StudyPaths) -> int:
@@ -217,6 +255,7 @@ def sweep_flow(
     home: str | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    wait: bool = False,
 ) -> list[dict[str, Any]]:
     """Dispatch every run of the grid to Ray; finished runs are skipped, interrupted ones resume.
 
@@ -230,25 +269,31 @@ def sweep_flow(
             Ray (default: CROSSOVER_RAY_ADDRESS).
         num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
             else all).
+        wait: Wait while another process writes this study (default: fail at once, naming
+            the lock).
     """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
-    manifests = build_budgets_task(spec, paths.home)
-    outcomes = dispatch_task(
-        expand_grid(spec, manifests),
-        paths.runs_root,
-        ray_address,
-        num_cpus,
-        spec.max_retries,
-        spec_hash(spec),
-    )
-    publish_runs_task(spec.name, outcomes, paths.runs_root)
+    with study_writer(paths.lock_path, writer_timeout(wait)):
+        manifests = build_budgets_task(spec, paths.home)
+        outcomes = dispatch_task(
+            expand_grid(spec, manifests),
+            paths.runs_root,
+            ray_address,
+            num_cpus,
+            spec.max_retries,
+            spec_hash(spec),
+        )
+        publish_runs_task(spec.name, outcomes, paths.runs_root)
     return [asdict(o) for o in outcomes]
 
 
 @flow(name="report")
 def report_flow(
-    preset: str | None = "demo", config: str | None = None, home: str | None = None
+    preset: str | None = "demo",
+    config: str | None = None,
+    home: str | None = None,
+    wait: bool = False,
 ) -> str:
     """Ingest the study's run directories into DuckDB and write the Plotly report.
 
@@ -258,13 +303,16 @@ def report_flow(
         config: Path of a study YAML file on the worker's machine; overrides the preset.
         home: Studies root where budgets, runs, results.duckdb and the report are written
             (default: CROSSOVER_HOME, else ./studies).
+        wait: Wait while another process writes this study (default: up to 2 minutes, then
+            fail naming the lock).
     """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
-    manifests = build_budgets_task(spec, paths.home)
-    _record_plans(spec, manifests, paths)
-    ingest_task(paths, manifests, spec_hash(spec))
-    return report_task(paths)
+    with study_writer(paths.lock_path, writer_timeout(wait, report=True)):
+        manifests = build_budgets_task(spec, paths.home)
+        _record_plans(spec, manifests, paths)
+        ingest_task(paths, manifests, spec_hash(spec))
+        return report_task(paths)
 
 
 def _record_plans(spec: StudySpec, manifests: list[BudgetManifest], paths: StudyPaths) -> None:
@@ -283,6 +331,7 @@ def study_flow(
     home: str | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    wait: bool = False,
 ) -> dict[str, Any]:
     """The whole study: budgets -> runs on Ray -> DuckDB -> report; returns the summary.
 
@@ -296,9 +345,24 @@ def study_flow(
             Ray (default: CROSSOVER_RAY_ADDRESS).
         num_cpus: CPUs of the local Ray when one is started (default: CROSSOVER_RAY_NUM_CPUS,
             else all).
+        wait: Wait while another process writes this study (default: fail at once, naming
+            the lock).
     """
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
+    with study_writer(paths.lock_path, writer_timeout(wait)):  # the subflows reenter it
+        return _study(spec, paths, preset, config, home, ray_address, num_cpus)
+
+
+def _study(
+    spec: StudySpec,
+    paths: StudyPaths,
+    preset: str | None,
+    config: str | None,
+    home: str | None,
+    ray_address: str | None,
+    num_cpus: int | None,
+) -> dict[str, Any]:
     budgets_flow(preset, config, home)
     outcomes = [RunOutcome(**o) for o in sweep_flow(preset, config, home, ray_address, num_cpus)]
     report_state = report_flow(preset, config, home, return_state=True)
@@ -307,6 +371,7 @@ def study_flow(
         report_path = report_state.result()
     else:
         report_error = report_state.message or "report flow failed"
+        _raise_if_disk_full(report_state)
     publish_runs_task(spec.name, outcomes, paths.runs_root, per_run_tasks=False)  # UI artifacts
     publish_results_task(spec.name, paths.db_path, report_path)
     summary = StudySummary(

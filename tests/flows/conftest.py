@@ -1,9 +1,12 @@
-"""Fixtures for the flows tests: built smoke budgets (once per session) and free ports."""
+"""Fixtures for the flows tests: built smoke budgets (once per session), free ports, a small
+real tmpfs that fills up."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +75,22 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         OMP_NUM_THREADS="1",
     )
     return env
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 16 MiB tmpfs (a disk that fills up), unmounted at teardown whatever happened.
+    Mounting needs root and a kernel that lets this container mount: skipped with the reason
+    where it is refused (many CI machines), where the simulated ENOSPC tests still run."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if sys.platform != "linux" or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs Linux and mount(8)")
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=16M", "tmpfs", str(mount)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=60)

@@ -1,13 +1,18 @@
-"""Helpers for the flows tests: free ports, an embedded Ray for one module, smoke-grid tasks."""
+"""Helpers for the flows tests: free ports, an embedded Ray for one module, smoke-grid tasks,
+servers started in their own process group."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import ray
 
 from flows.dispatch import RunTask, connect_ray
@@ -52,3 +57,42 @@ def free_ports(n: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def start_logged(cmd: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Start ``cmd`` in its own session (so teardown can stop its whole process group by its
+    PID with ``flows.server.stop_group``), its output to ``log``."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_healthy(proc: subprocess.Popen, api: str, log: Path, timeout_s: float = 240) -> None:
+    """Poll a Prefect server's ``/health`` until it answers (generous: a fresh PREFECT_HOME runs
+    migrations, slowly on a loaded 2-core machine); fail with its log if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{api}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"no healthy server at {api}:\n{log.read_text()}"
+        time.sleep(1)
+
+
+def fill_disk(mount: Path, leave_bytes: int = 0) -> Path:
+    """Fill ``mount`` with a ballast file until at most ``leave_bytes`` are free; returns it
+    (unlink it to free the space again)."""
+    ballast = mount / "ballast"
+    chunk = b"\0" * 65536
+    with open(ballast, "ab") as out:
+        try:
+            while (free := shutil.disk_usage(mount).free) > leave_bytes:
+                out.write(chunk[: min(len(chunk), free - leave_bytes)])
+                out.flush()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+    return ballast

@@ -20,6 +20,8 @@ import duckdb
 import pytest
 from flows_fixtures import free_ports
 
+from flows.server import stop_group
+
 RAY_BIN = Path(sys.executable).parent / "ray"
 
 
@@ -67,16 +69,7 @@ def ray_head(short_tmp: Path, cli_env: dict) -> Iterator[tuple[str, Path]]:
         _wait_port(gcs, timeout=120)
         yield f"127.0.0.1:{gcs}", short_tmp
     finally:
-        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc, grace_s=5)
         for pid in _pids_naming(str(short_tmp)):  # raylet children outside the group, if any
             try:
                 os.kill(pid, signal.SIGKILL)
