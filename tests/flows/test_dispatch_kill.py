@@ -77,8 +77,9 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
 
 
 def _task(smoke_spec, smoke_budgets, runs_root: Path, gpus: float = 0.0) -> RunTask:
-    """The smoke grid's first run for 4 epochs (64 steps), checkpointed every 5 steps."""
-    tasks = smoke_tasks(smoke_spec, smoke_budgets, runs_root, epochs=4.0, checkpoint_every_steps=5)
+    """The smoke grid's first run (2 epochs, 32 steps: evaluated at steps 16 and 32, both after
+    the hold), checkpointed every 5 steps."""
+    tasks = smoke_tasks(smoke_spec, smoke_budgets, runs_root, checkpoint_every_steps=5)
     return replace(tasks[0], gpus=gpus)
 
 
