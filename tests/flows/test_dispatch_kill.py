@@ -77,8 +77,8 @@ def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
 
 
 def _task(smoke_spec, smoke_budgets, runs_root: Path, gpus: float = 0.0) -> RunTask:
-    """The smoke grid's first run (2 epochs, 32 steps: evaluated at steps 16 and 32, both after
-    the hold), checkpointed every 5 steps."""
+    """The smoke grid's first run as the preset has it (2 epochs of 21 or more steps, each
+    evaluated at its end, after the hold at step 10), checkpointed every 5 steps."""
     tasks = smoke_tasks(smoke_spec, smoke_budgets, runs_root, checkpoint_every_steps=5)
     return replace(tasks[0], gpus=gpus)
 
