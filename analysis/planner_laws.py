@@ -139,8 +139,9 @@ def draws_table(fits: Mapping[str, LawFit]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["objective", "draw", *PARAMS]]
 
 
-def laws_from_tables(fits: pd.DataFrame, draws: pd.DataFrame, source: str) -> LawSet:
-    """LawSet from the ``law_fits`` and ``law_fit_draws`` tables of a study's DuckDB."""
+def laws_from_tables(fits: pd.DataFrame, draws: pd.DataFrame | None, source: str) -> LawSet:
+    """LawSet from the ``law_fits`` and ``law_fit_draws`` (None: absent) tables of a study."""
+    draws = pd.DataFrame(columns=["objective", "draw", *PARAMS]) if draws is None else draws
     laws = {}
     for obj, rows in fits.groupby("objective"):
         statuses = dict(zip(rows["parameter"], rows["status"], strict=True))
@@ -152,7 +153,7 @@ def laws_from_tables(fits: pd.DataFrame, draws: pd.DataFrame, source: str) -> La
                 **{n: float(values[n]) for n in PARAMS if n != "rn_star"},
                 rn_star=float(rn) if pd.notna(rn) else math.nan,
             )
-        mine = draws[draws["objective"] == obj].sort_values("draw") if len(draws) else draws
+        mine = draws[draws["objective"] == obj].sort_values("draw")
         own = tuple(LawParams(**{n: float(r[n]) for n in PARAMS}) for _, r in mine.iterrows())
         laws[str(obj)] = _objective_law(str(obj), statuses, params, own)
     notes = _cap_notes(laws)
