@@ -205,3 +205,39 @@ def test_region_text_and_figure_show_the_verdicts() -> None:
     fig = region_figure(grid, band, "t")
     names = {t.name for t in fig.data}
     assert {"DLM better", "AR better"} <= names
+
+
+def _analysis(fits: dict[str, LawFit]):
+    from analysis.study import StudyAnalysis
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "status": ["completed", "completed"],
+            "n_params": [1e11, 1e11],
+            "unique_tokens": [1e13, 1e14],
+            "epochs": [1.0, 1.0],
+        }
+    )
+    return StudyAnalysis(runs=runs, evals=pd.DataFrame(), excluded=pd.DataFrame(), law_fits=fits)
+
+
+def test_report_section_plans_each_budget_or_says_why_not() -> None:
+    from analysis.planner_report import plan_section
+    from analysis.report import render_html
+
+    fits = {"ar": _fit("ar", AR_TRUE, True, 20), "dlm": _fit("dlm", DLM_TRUE, True, 20)}
+    page = render_html(_analysis(fits), {}, "t")
+    assert '<section id="plan">' in page and 'id="fig-plan"' in page
+    section = page.split('<section id="plan">')[1].split("</section>")[0]
+    plans = section.split("<table")[1]  # the first table: one row per budget and objective
+    assert plans.count("<td>1e+13</td>") == plans.count("<td>1e+14</td>") == 2
+    one_size = {"ar": fit_data_free("ar"), "dlm": fit_data_free("dlm")}
+    html = plan_section(_analysis(one_size))
+    assert "No recommendation" in html and "1 model size" in html and "fig-plan" not in html
+
+
+def fit_data_free(obj: str) -> LawFit:
+    """What fits.py returns for a one-size design (statuses only, no numbers)."""
+    why = "not identified: 1 model size(s), need >= 3"
+    return LawFit(obj, {n: Estimate(n, why) for n in PARAMS}, None, math.nan, math.nan, 12)
