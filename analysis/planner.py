@@ -36,6 +36,7 @@ N_GRID = 161  # log-epoch grid points: ~4.4% steps over 7 decades, then a parabo
 OBJECTIVES = ("ar", "dlm")
 IDENTIFIED = "identified"
 TOO_CLOSE = "too close to call"
+NO_INTERVAL = "no verdict: the laws have no draws, so no interval"
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def verdict_of(diff_iv: tuple[float, float] | None) -> str:
     """'dlm' when the whole interval of L_DLM - L_AR is below 0, 'ar' when above, else too
     close to call (an interval that could not be computed is never a verdict)."""
     if diff_iv is None:
-        return f"{TOO_CLOSE} (no interval: the laws have no draws)"
+        return NO_INTERVAL
     lo, hi = diff_iv
     return "dlm" if hi < 0 else "ar" if lo > 0 else TOO_CLOSE
 
@@ -223,6 +224,12 @@ def make_plan(laws: LawSet, unique_tokens: float, compute: float, confidence: fl
     delta = draws["dlm"][:k] - draws["ar"][:k]
     diff_iv = _quantiles(delta, confidence)
     ok = np.isfinite(delta)
+    edge = [
+        f"{o}: the best option lies at the edge of the searched epochs {EPOCH_RANGE}"
+        for o, opt in options.items()
+        if not EPOCH_RANGE[0] * 1.05 < opt.epochs < EPOCH_RANGE[1] / 1.05
+    ]
+    base["notes"] = (*laws.notes, *edge)
     return Plan(
         verdict=verdict_of(diff_iv),
         options=options,
@@ -249,9 +256,13 @@ def _first_dlm_crossing(log_c: NDArray[np.float64], diff: NDArray[np.float64]) -
 
 
 def critical_compute_band(
-    laws: LawSet, unique_tokens: NDArray[np.float64], c_range: tuple[float, float], *,
-    confidence: float = 0.95, n_c: int = 61,
-) -> pd.DataFrame:  # fmt: skip
+    laws: LawSet,
+    unique_tokens: NDArray[np.float64],
+    c_range: tuple[float, float],
+    *,
+    confidence: float = 0.95,
+    n_c: int = 41,
+) -> pd.DataFrame:
     """C_crit(U) per budget: the point laws' root (brentq) and the band of the draws' roots.
 
     Columns: unique_tokens, c_crit (NaN: DLM never ahead within ``c_range``; 0: ahead at its

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from analysis.planner import (
     FLOPS_PER_PARAM_TOKEN,
+    TOO_CLOSE,
     LawSet,
     Plan,
     critical_compute_band,
@@ -46,13 +47,18 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"no recommendation: {plan.verdict}")
         return "\n".join(lines + [f"note: {n}" for n in plan.notes])
     rec = plan.recommended
-    lines.append(
-        f"recommendation: {VERDICT_TEXT[rec.objective]}, N = {rec.n_params:.3g} parameters, "
-        f"{rec.epochs:.3g} epochs ({rec.tokens:.3g} tokens)"
-        if rec
-        else f"recommendation: {plan.verdict} at {pct} confidence: neither objective is "
-        "reliably better here"
-    )
+    if rec:
+        lines.append(
+            f"recommendation: {VERDICT_TEXT[rec.objective]}, N = {rec.n_params:.3g} parameters, "
+            f"{rec.epochs:.3g} epochs ({rec.tokens:.3g} tokens)"
+        )
+    elif plan.verdict == TOO_CLOSE:
+        lines.append(
+            f"recommendation: {TOO_CLOSE} at {pct} confidence: neither objective is reliably "
+            "better here"
+        )
+    else:
+        lines.append(f"recommendation: none ({plan.verdict})")
     lines.append(f"{'objective':<10}{'N':>10}{'epochs':>10}{'tokens':>10}  predicted loss ({pct})")
     for o in plan.options.values():
         lines.append(

@@ -15,6 +15,7 @@ import pytest
 from analysis.fits import IDENTIFIED, PARAMS, Estimate, LawFit, fit_table
 from analysis.laws import MUENNIGHOFF_2023, LawParams, data_constrained_loss
 from analysis.planner import (
+    NO_INTERVAL,
     TOO_CLOSE,
     LawSet,
     ObjectiveLaw,
@@ -241,3 +242,14 @@ def fit_data_free(obj: str) -> LawFit:
     """What fits.py returns for a one-size design (statuses only, no numbers)."""
     why = "not identified: 1 model size(s), need >= 3"
     return LawFit(obj, {n: Estimate(n, why) for n in PARAMS}, None, math.nan, math.nan, 12)
+
+
+def test_without_draws_there_is_no_verdict_only_the_point_answer() -> None:
+    laws = LawSet(
+        {o: ObjectiveLaw(o, IDENTIFIED, p) for o, p in (("ar", AR_TRUE), ("dlm", DLM_TRUE))}, "x"
+    )
+    plan = make_plan(laws, U, C_CRIT * 4, 0.95)
+    assert plan.verdict == NO_INTERVAL and plan.diff < 0 and plan.diff_lo is None
+    assert plan.options["dlm"].loss_lo is None
+    text = format_plan(plan)
+    assert "recommendation: none (no verdict" in text and "[interval unknown]" in text
