@@ -5,6 +5,7 @@
     flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
     flows run budgets|report|study ...
     flows status --preset demo
+    flows plan --unique-tokens 1e10 --compute 1e22 --prior published   # or --study NAME
     flows server --port 4200                 # Prefect UI on http://127.0.0.1:4200
     flows deploy                             # deployments into the `dlm-crossover` process pool
 
