@@ -99,7 +99,7 @@ def test_deploy_creates_the_study_flows_with_a_described_run_form(deployed_study
     with httpx.Client(base_url=deployed_study["api"], timeout=30) as client:
         deployments = client.post("/deployments/filter", json={}).json()
     assert {d["name"] for d in deployments} == {"default"}
-    assert len(deployments) == 4
+    assert len(deployments) == 5  # study, sweep, budgets, report, plan
     study = deployed_study["study_deployment"]
     assert study["work_pool_name"] == "dlm-crossover"
     # The UI's parameter form comes from this schema: every field described.
