@@ -237,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(spec, args.home)
     if args.flow != "report":  # a bad corpus is one line here, before Prefect, Ray or the lock
         _build_budgets_or_exit(spec, args)
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
 
     params = {"preset": args.preset, "config": args.config, "home": args.home}
     global _WATCHDOG  # the pipe to it must live as long as this process
@@ -249,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> int:
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
 
     if args.flow == "budgets":
         from flows.flows import budgets_flow
@@ -283,7 +283,7 @@ def _dry_run(spec: Any, home: str | None) -> int:
 
 def _built_manifests(spec: Any, home: str | None) -> list[Any] | None:
     """Manifests of an already built budget spec, so a dry run shows the final run ids."""
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
     from pipeline.manifest import load_manifest
 
     root = StudyPaths.of(spec, home).home / "budgets" / spec.budgets.spec_hash
@@ -326,8 +326,8 @@ def _failure(run_dir: Path) -> dict[str, Any] | None:
 def _status(args: argparse.Namespace) -> int:
     spec = _load_spec_or_exit(args)
     from flows.dispatch import read_status
-    from flows.flows import StudyPaths
     from flows.grid import expand_grid
+    from flows.study_paths import StudyPaths
 
     paths = StudyPaths.of(spec, args.home)
     manifests = _built_manifests(spec, args.home)

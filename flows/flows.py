@@ -25,46 +25,18 @@ from flows.artifacts import (
     publish_runs_task,
     with_flow_log,
 )
-from flows.dispatch import RunOutcome, TerminalProgress, record_plan, run_grid
+from flows.dispatch import TerminalProgress, record_plan, run_grid
 from flows.grid import PlannedRun, expand_grid
+from flows.run_task import RunOutcome
 from flows.spec import (
-    RESERVED_NAMES,
     StudySpec,
-    StudySpecError,
     load_preset,
     load_spec,
     spec_hash,
 )
+from flows.study_paths import StudyPaths
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
-
-WRITER_LOCK = ".writer.lock"  # held by the one process writing a study (flows.cli)
-
-
-@dataclass(frozen=True)
-class StudyPaths:
-    home: Path
-    study_dir: Path
-    runs_root: Path
-    db_path: Path
-    report_dir: Path
-
-    @classmethod
-    def of(cls, spec: StudySpec, home: str | Path | None = None) -> StudyPaths:
-        root = Path(home) if home else get_settings().home
-        root = root.resolve()
-        study_dir = (root / spec.name).resolve()
-        # The name pattern already forbids separators and dot-only names; a symlink planted in
-        # the home must not lead the study's writes elsewhere either.
-        if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
-            raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
-        return cls(
-            root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
-        )
-
-    @property
-    def lock_path(self) -> Path:
-        return self.study_dir / WRITER_LOCK
 
 
 @dataclass

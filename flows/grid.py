@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.dispatch import RunTask
+from flows.run_task import RunTask
 from flows.spec import Resources, StudySpec
 from pipeline.manifest import BudgetManifest
 from training_core.branches import branch_plans

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.dispatch import PROGRESS_EVERY_S, PROJECT_ROOT, RESULT_FILE, is_completed, worker_env
+from flows.run_task import PROGRESS_EVERY_S, PROJECT_ROOT, worker_env
 
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
 _LOG_PREFIX = re.compile(r"^[DIWEF]\d{4} ")  # torch's glog-style lines: W1124 06:15:58 ...
@@ -57,8 +57,8 @@ def train_torchrun(
     env = {**os.environ, **worker_env(), WATCH_PID_ENV: str(os.getpid())}
     env["OMP_NUM_THREADS"] = str(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not is_completed(run_dir):  # a failed attempt's result must not pass for this one's
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    if not _completed(run_dir):  # a failed attempt's result must not pass for this one's
+        (run_dir / run_io.RESULT_FILE).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="launch-") as tmp:
         config_path = Path(tmp) / "run_config.json"
         config_path.write_text(cfg.model_dump_json())
@@ -84,6 +84,16 @@ def train_torchrun(
         reason = f"torchrun exited with status {proc.returncode}: {_log_tail(run_dir)}"
         result = record_failure(cfg, run_dir, reason)
     return result.model_dump(mode="json")
+
+
+def _completed(run_dir: Path) -> bool:
+    from training_core import run_io
+
+    try:
+        result = run_io.read_result(run_dir)
+    except (OSError, ValueError):  # unreadable: not a completed run
+        return False
+    return result is not None and result.status == "completed"
 
 
 def _report_from_metrics(run_dir: Path, run_id: str, report: Callable[[dict], None]) -> None:

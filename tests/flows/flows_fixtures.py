@@ -10,8 +10,9 @@ from pathlib import Path
 
 import ray
 
-from flows.dispatch import RunTask, connect_ray
+from flows.dispatch import connect_ray
 from flows.grid import expand_grid
+from flows.run_task import RunTask
 
 
 def embedded_ray(env: Mapping[str, str] | None = None) -> Iterator[None]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
-from flows.dispatch import GridProgress, RunTask, format_progress, run_grid
+from flows.dispatch import GridProgress, format_progress, run_grid
+from flows.run_task import RunTask
 
 
 @pytest.fixture(scope="module")

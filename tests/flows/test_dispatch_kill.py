@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
-from flows.dispatch import RunTask, run_grid
+from flows.dispatch import run_grid
+from flows.run_task import RunTask
 from training_core.checkpoint import checkpoint_step
 from training_core.faults import HOLD_ENV
 
