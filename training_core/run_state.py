@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule
@@ -54,6 +55,9 @@ class Run:
     eval_data: EvalData
     fpt: float  # training FLOPs per token
     started_at: str
+    scheduler: LambdaLR | None = (
+        None  # torch LambdaLR of the main schedule (schedule.main_scheduler)
+    )
     par: Parallel = field(default_factory=Parallel)  # one process unless launched by torchrun
     progress: Progress = field(default_factory=Progress)
     last_ckpt_step: int = -1

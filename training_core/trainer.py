@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from training_core import distributed, run_io
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
@@ -38,7 +39,7 @@ from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_io import RunResult
 from training_core.run_state import STATE_KEYS, Progress, Run
-from training_core.schedule import cooldown_lr, lr_at
+from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
@@ -164,6 +165,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         par=par,
     )
     _maybe_resume(run)
+    run.scheduler = main_scheduler(optimizer, sched.total_steps, cfg.optim, run.progress.step)
     if cfg.compile and not par.active:  # sharded runs compile per block in apply_fsdp
         run.model = torch.compile(model)
     return run
@@ -241,8 +243,8 @@ def _train_step(run: Run) -> None:
     """One main-run optimizer step: the scheduled learning rate, then progress and metrics."""
     p, cfg = run.progress, run.cfg
     step = p.step
-    lr = lr_at(step, run.sched.total_steps, cfg.optim)
-    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, lr)
+    lr = run.scheduler.get_last_lr()[0]  # lr_at(step): the scheduler stands at this step
+    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, run.scheduler)
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
         p.nonfinite += 1
         _check_nonfinite(p.nonfinite, cfg.max_nonfinite, train_loss, grad_norm, step)
@@ -263,13 +265,13 @@ def _train_step(run: Run) -> None:
     )
 
 
-def _optimizer_step(run: Run, step: int, lr: float) -> tuple[float, float, int, float]:
-    """Train on the batch and noise of ``step`` at rate ``lr`` over ``grad_accum`` micro-batches;
-    a non-finite loss or gradient skips the update. Returns (loss, grad norm, tokens, seconds)."""
+def _optimizer_step(run: Run, step: int, scheduler: LRScheduler) -> tuple[float, float, int, float]:
+    """Train on the batch and noise of ``step`` at the rate ``scheduler`` stands at, over
+    ``grad_accum`` micro-batches, then step the scheduler (a skipped update still moves the
+    schedule on); a non-finite loss or gradient skips the update. Returns (loss, grad norm,
+    tokens, seconds)."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
     tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
     if run.device.type == "cuda":
         tokens = tokens.pin_memory()  # lets the copies below overlap with compute
@@ -293,6 +295,7 @@ def _optimizer_step(run: Run, step: int, lr: float) -> tuple[float, float, int, 
     if math.isfinite(train_loss) and math.isfinite(grad_norm):
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
     return train_loss, grad_norm, tokens.numel(), time.perf_counter() - t0
 
 
@@ -334,10 +337,12 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     snapshot = take_snapshot(run.model, run.optimizer)
     start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
     floor = cfg.optim.lr * cfg.optim.min_lr_ratio
+    cooldown = cooldown_scheduler(
+        run.optimizer, cfg.optim.lr, plan.cooldown_steps, start, floor, cfg.eval.decay
+    )
     flops, nonfinite = 0.0, 0
     for k in range(plan.cooldown_steps):
-        lr = cooldown_lr(k, plan.cooldown_steps, start, floor, cfg.eval.decay)
-        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, lr)
+        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, cooldown)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             nonfinite += 1
             _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
@@ -351,6 +356,8 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     if run.par.active:
         distributed.reshard(run.model)  # restore the shards, not a stale unsharded copy
     restore_snapshot(snapshot, run.model, run.optimizer)
+    # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
+    run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
 
 
 def _clip(run: Run) -> float:
