@@ -26,14 +26,13 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from training_core import distributed, run_io
+from training_core import distributed, hooks, run_io
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.distributed import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
-from training_core.faults import hold_if_asked, hold_in_branch_if_asked
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
 from training_core.objectives import build_objective
@@ -347,7 +346,7 @@ def _branch(run: Run, plan: BranchPlan) -> None:
             nonfinite += 1
             _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
         flops += run.fpt * n_tokens
-        hold_in_branch_if_asked(
+        hooks.after_branch_step(
             plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
         )
     p.branch_flops += flops
@@ -418,7 +417,7 @@ def _checkpoint(run: Run) -> None:
     else:
         save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
     run.last_ckpt_step = run.progress.step
-    hold_if_asked(run.progress.step, resumed=run.resumed_from is not None)
+    hooks.after_checkpoint(run.progress.step, resumed=run.resumed_from is not None)
 
 
 def _progress_event(run: Run) -> dict[str, Any]:
