@@ -207,7 +207,7 @@ def sweep_flow(
     paths = StudyPaths.of(spec, home)
     manifests = build_budgets_task(spec, paths.home)
     outcomes = dispatch_task(
-        expand_grid(spec, manifests),
+        expand_grid(spec, manifests, torch_threads=get_settings().torch_threads),
         paths.runs_root,
         ray_address,
         num_cpus,

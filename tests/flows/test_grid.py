@@ -139,3 +139,18 @@ def test_dry_run_shows_what_evaluation_branches_cost() -> None:
         spec.model_copy(update={"eval": spec.eval.model_copy(update={"branches": False})})
     )
     assert plain[0].branch_flops == 0 and "evaluation branches" not in format_grid(plain)
+
+
+def test_torch_threads_setting_reaches_every_run_and_keeps_the_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("CROSSOVER_TORCH_THREADS", "3")
+    threads = get_settings().torch_threads  # what the sweep flow passes
+    assert threads == 3
+    spec = parse_spec({**BASE, "epochs": [2], "resources": {"default": {"cpus": 2}}})
+    plain, threaded = expand_grid(spec), expand_grid(spec, torch_threads=threads)
+    assert {r.config.threads for r in plain} == {2}  # default: the run's cpus
+    assert {r.config.threads for r in threaded} == {3}
+    assert [r.run_id for r in plain] == [r.run_id for r in threaded]

@@ -317,3 +317,15 @@ def test_resume_after_damaged_files_matches_uninterrupted(
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
     events = (part / EVENTS_FILE).read_text() if (part / EVENTS_FILE).exists() else ""
     assert ("moved to ckpt.bad" in events) == (name == "ckpt")  # the outcome is on record
+
+
+def test_the_run_applies_its_thread_count(tmp_path: Path, data) -> None:
+    # cfg.threads (the grid's: CROSSOVER_TORCH_THREADS, else the run's cpus) reaches torch in
+    # the process that trains.
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_run(tiny_config(data, kind="ar", epochs=0.25, threads=2), tmp_path / "run")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
