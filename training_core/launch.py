@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
 from training_core import distributed
 from training_core.config import RunConfig
 
@@ -60,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@record  # an exception is written to TORCHELASTIC_ERROR_FILE (torchrun sets it per rank)
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train (or resume, or skip) the run; returns the exit status (0: completed)."""
+    """Train (or resume, or skip) the run; returns the exit status (0: completed).
+
+    An exception leaves through ``@record``: torch elastic writes it (message, traceback) to the
+    rank's error file, and torchrun copies the first failing rank's file to its own
+    ``TORCHELASTIC_ERROR_FILE``, where ``flows.torchrun`` reads the reason of a run that died
+    before rank 0 could write result.json."""
     args = build_parser().parse_args(argv)
     cfg = RunConfig.model_validate_json(args.config.read_text())
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -11,6 +11,9 @@ machine. A resumed run never holds, so the retry after the kill trains to the en
 the cooldown of its first branch forked at a step >= N (the pre-branch checkpoint is on disk,
 the branch's state only in memory), announcing it on stdout.
 
+``RAISE_ON_RANK_ENV=R``: the process of rank R (torchrun's ``RANK``) raises after its first
+checkpoint, so a test sees a rank other than 0 die with a message.
+
 Only this test plugin reads the variables; the trainer just calls its hooks.
 """
 
@@ -24,6 +27,7 @@ from training_core.hooks import TrainingHooks
 
 HOLD_ENV = "CROSSOVER_TEST_HOLD_AFTER_CHECKPOINT"
 HOLD_BRANCH_ENV = "CROSSOVER_TEST_HOLD_IN_BRANCH"
+RAISE_ON_RANK_ENV = "CROSSOVER_TEST_RAISE_ON_RANK"  # that rank raises after its first checkpoint
 PLUGIN_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PLUGIN_DIR.parents[1]
 
@@ -41,10 +45,13 @@ def plugin_env(env: dict[str, str], holds: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": plugin_pythonpath(env.get("PYTHONPATH", "")), **holds}
 
 
-class HoldHooks(TrainingHooks):
-    """Holds where the environment asks (read when the hook is called, so a test may set it)."""
+class FaultHooks(TrainingHooks):
+    """Holds (or raises) where the environment asks (read at each call, so a test may set it)."""
 
     def after_checkpoint(self, step: int, resumed: bool) -> None:
+        rank = os.environ.get(RAISE_ON_RANK_ENV)
+        if rank is not None and os.environ.get("RANK", "0") == rank:
+            raise RuntimeError(f"planted failure on rank {rank} after the checkpoint of {step}")
         if should_hold(HOLD_ENV, step, resumed):
             _hold(f"{HOLD_ENV}: holding after the checkpoint of step {step}")
 

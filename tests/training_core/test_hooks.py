@@ -77,7 +77,7 @@ def test_the_plugin_reaches_another_process_only_through_its_path() -> None:
     active = "import json; from training_core import hooks; " + (
         "print(json.dumps([type(h).__name__ for h in hooks.active()]))"
     )
-    assert json.loads(_python(active, plugin_env(env, {}))) == ["HoldHooks"]
+    assert json.loads(_python(active, plugin_env(env, {}))) == ["FaultHooks"]
     # Without the plugin's folder on the path, nothing registers a hook (importlib.metadata is
     # what hooks.active() reads; asked directly, the child need not import torch).
     group = "import importlib.metadata as m; " + (
