@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule
-from training_core.distributed import Parallel
+from training_core.data_parallel import Parallel
 from training_core.evaluation import EvalData
 
 STATE_KEYS = ("step", "samples", "flops", "branch_flops", "train_wall_s", "wall_s", "nonfinite")

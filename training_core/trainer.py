@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from training_core import distributed, hooks, run_io
+from training_core import data_parallel, hooks, run_io, sharded_checkpoint
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
-from training_core.distributed import Parallel
+from training_core.data_parallel import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
@@ -58,11 +58,11 @@ def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = No
     """Train ``cfg`` in ``run_dir``: skip if completed, resume if checkpointed (docs/design.md).
 
     Inside an initialised process group of several ranks (``training_core.launch``), every rank
-    calls this; the model is FSDP2-sharded and rank 0 alone writes files (``distributed.py``).
+    calls this; the model is FSDP2-sharded and rank 0 alone writes files (``data_parallel.py``).
     ``on_progress`` then runs on every rank and must decide the same way on all of them.
     """
     run_dir = Path(run_dir)
-    par = distributed.current()
+    par = data_parallel.current()
     _check_owner(cfg, run_dir)
     done = run_io.read_result(run_dir)
     par.barrier()  # every rank has read result.json before rank 0 may remove a failed one
@@ -121,12 +121,12 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         torch.set_num_threads(cfg.threads)
     device = _resolve_device(cfg.device)
     if par.active:
-        device = distributed.device_for(device)
+        device = data_parallel.device_for(device)
     torch.manual_seed(cfg.seed)  # the model's initial weights (the same full model on every rank)
     with torch.device(device):  # initialise in place: no CPU copy of a large model
         model = Transformer(cfg.model)
     if par.active:  # before the optimizer: sharding replaces the parameters
-        model = distributed.shard_model(model, cfg, device, par)
+        model = data_parallel.shard_model(model, cfg, device, par)
     if par.active and cfg.loss_impl != "plain":  # the sharded LM head is only whole in forward
         raise ValueError(f"loss_impl: {cfg.loss_impl!r} is single-process only; use 'plain'")
     objective = build_objective(cfg.objective, cfg.mask_id, cfg.loss_impl)
@@ -174,7 +174,7 @@ def _maybe_resume(run: Run) -> None:
     ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
     if ckpt is None:
         return
-    load = distributed.load_checkpoint if run.par.active else load_checkpoint
+    load = sharded_checkpoint.load_checkpoint if run.par.active else load_checkpoint
     state = load(ckpt, run.model, run.optimizer)
     p = run.progress
     for key in STATE_KEYS:
@@ -332,7 +332,7 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
     p, cfg = run.progress, run.cfg
     if run.par.active:
-        distributed.reshard(run.model)
+        data_parallel.reshard(run.model)
     snapshot = take_snapshot(run.model, run.optimizer)
     start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
     floor = cfg.optim.lr * cfg.optim.min_lr_ratio
@@ -353,7 +353,7 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     samples = run.sched.samples_after(plan.end_step - 1)
     _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
     if run.par.active:
-        distributed.reshard(run.model)  # restore the shards, not a stale unsharded copy
+        data_parallel.reshard(run.model)  # restore the shards, not a stale unsharded copy
     restore_snapshot(snapshot, run.model, run.optimizer)
     # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
     run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
@@ -363,7 +363,7 @@ def _clip(run: Run) -> float:
     params = [q for q in run.model.parameters() if q.grad is not None]
     clip = run.cfg.optim.grad_clip
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-    return distributed.full_norm(norm)
+    return data_parallel.full_norm(norm)
 
 
 def _eval(
@@ -411,7 +411,7 @@ def _checkpoint(run: Run) -> None:
     _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
     run.progress.wall_s = run.wall_s()
     if run.par.active:
-        distributed.save_checkpoint(
+        sharded_checkpoint.save_checkpoint(
             run.run_dir, run.model, run.optimizer, run.progress.state(), run.par
         )
     else:

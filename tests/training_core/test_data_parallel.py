@@ -23,7 +23,7 @@ from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import RunConfig, train_run
 from training_core.checkpoint import checkpoint_step
-from training_core.distributed import Parallel
+from training_core.data_parallel import Parallel
 
 torch.set_num_threads(1)
 
