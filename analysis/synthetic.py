@@ -2,14 +2,15 @@
 
 Used by the tests (known truth to recover) and the benchmark. Each run is a valid
 ``training_core.RunConfig`` (its ``run_id`` names the directory) and its files are written with
-``formats.run_dir`` (the trainer's own writers), so analysis tests read the production shape. Losses: the final evaluation of a run is ``data_constrained_loss`` with the objective's
+``formats.run_dir`` (the trainer's own writers), so analysis tests read the production shape.
+Losses: the final evaluation of a run is ``data_constrained_loss`` with the objective's
 ``LawParams`` times log-normal noise; a mid-run evaluation at fraction f of the run's steps sits
-above the law at its token count by ``unannealed_gap * (1 + cos(pi f)) / 2`` (relative), the
-cosine learning rate not yet decayed, so a law fit on mid-run points is visibly biased. Every run
-also gets one seed effect (log-normal, ``seed_noise``) shared by all its evaluations, the
-run-to-run spread real seeds show. Accuracy is a logistic function of the noiseless law loss,
-drawn as a binomial over ``mc_n`` items. ``ar_overfit`` adds a loss rise after 4 epochs to AR's
-validation loss only: the "val loss rises while accuracy still improves" pattern.
+above the law at its token count by ``unannealed_gap * (1 + cos(pi f)) / 2`` (relative), the cosine
+learning rate not yet decayed, so a law fit on mid-run points is visibly biased. Every run also
+gets one seed effect (log-normal, ``seed_noise``) shared by all its evaluations, the run-to-run
+spread real seeds show. Accuracy is a logistic function of the noiseless law loss, drawn as a
+binomial over ``mc_n`` items. ``ar_overfit`` adds a loss rise after 4 epochs to AR's validation
+loss only: the "val loss rises while accuracy still improves" pattern.
 """
 
 from __future__ import annotations
@@ -243,27 +244,29 @@ def write_synthetic_manifests(
     for u in spec.unique_tokens:
         path = budget_dir(Path(root) / "budgets" / "spec0", u) / MANIFEST_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        manifest = BudgetManifest(**{
-            "budget_id": f"budget_{u}",
-            "spec_hash": "spec0",
-            "requested_tokens": u,
-            "unique_tokens": u,
-            "n_documents": u // 1000,
-            "token_dtype": "uint16",
-            "vocab_size": 2048,
-            "eos_id": 0,
-            "tokenizer_path": "/tok/tokenizer.json",
-            "tokenizer_sha256": "0" * 64,
-            "train_files": [f"/b/{u}/000.ds"],
-            "val_files": ["/b/val.ds"],
-            "val_tokens": 32768,
-            "eval_mc_path": "/b/eval_mc.parquet",
-            "content_sha256": "1" * 64,
-            "seed": 0,
-            "source_stats": {"docs": u // 1000},
-            "filter_stats": {"dropped": 0},
-            "created_at": "2026-01-01T00:00:00+00:00",
-        })
+        manifest = BudgetManifest(
+            **{
+                "budget_id": f"budget_{u}",
+                "spec_hash": "spec0",
+                "requested_tokens": u,
+                "unique_tokens": u,
+                "n_documents": u // 1000,
+                "token_dtype": "uint16",
+                "vocab_size": 2048,
+                "eos_id": 0,
+                "tokenizer_path": "/tok/tokenizer.json",
+                "tokenizer_sha256": "0" * 64,
+                "train_files": [f"/b/{u}/000.ds"],
+                "val_files": ["/b/val.ds"],
+                "val_tokens": 32768,
+                "eval_mc_path": "/b/eval_mc.parquet",
+                "content_sha256": "1" * 64,
+                "seed": 0,
+                "source_stats": {"docs": u // 1000},
+                "filter_stats": {"dropped": 0},
+                "created_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
         write_manifest(manifest, path)
         paths.append(path)
     return paths
