@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from formats.errors import FormatError
+from formats.errors import FormatError, describe_validation_error
 
 MANIFEST_NAME = "manifest.json"
 BUDGET_DIR_PREFIX = "budget_"  # budgets/<spec_hash>/budget_<requested tokens>/manifest.json
@@ -72,7 +72,8 @@ def load_manifest(path: str | Path) -> BudgetManifest:
     try:
         return BudgetManifest.model_validate_json(path.read_text())
     except ValidationError as err:
-        raise FormatError(f"invalid manifest {path}: {err}") from err
+        problems = describe_validation_error(err, BudgetManifest)
+        raise FormatError(f"invalid manifest {path}: {problems}") from err
 
 
 def write_manifest(manifest: BudgetManifest, path: Path) -> None:

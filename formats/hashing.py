@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,15 +42,17 @@ def hashed_defaults(model: type[BaseModel]) -> dict[str, Any]:
     when the field itself is required): what a test pins so that no default changes meaning."""
     out: dict[str, Any] = {}
     for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub, value in hashed_defaults(annotation).items():
-                out[f"{name}.{sub}"] = value
-        elif not field.is_required():
+        if not field.is_required():
             default = field.get_default(call_default_factory=True)
-            out[name] = (
-                default.model_dump(mode="json")
-                if isinstance(default, BaseModel)
-                else (json.loads(json.dumps(default, default=str)))
-            )
+            if not isinstance(default, BaseModel):  # a default model: its fields, below
+                out[name] = json.loads(json.dumps(default, default=str))
+        for sub in _models_in(field.annotation):  # also inside Optional[Model]
+            for path, value in hashed_defaults(sub).items():
+                out[f"{name}.{path}"] = value
     return out
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
