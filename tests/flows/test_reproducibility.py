@@ -1,9 +1,9 @@
 """The same study spec, trained twice, gives bit-identical ``eval_points`` rows in DuckDB.
 
-The smoke grid's runs on its smaller budget (both objectives) are trained twice from the same
-built budgets, the second time in the reverse order (as a different Ray schedule would hand runs to one worker
-process), each into its own study home, and each ingested into its own store. Every column of
-every evaluation point must be equal to the bit: any hidden state carried between runs (a global
+The smoke grid's runs on its smaller budget (both objectives) are trained twice from the same built
+budgets, the second time in the reverse order (as a different Ray schedule would hand runs to one
+worker process), each into its own study home, and each ingested into its own store. Every column
+of every evaluation point must be equal to the bit: any hidden state carried between runs (a global
 RNG, the thread count left by the previous run) or an unordered iteration would show here.
 """
 
