@@ -35,12 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from formats.run_dir import (
-    FAILURE_FILE,
-    PLAN_FILE,
-    WORKER_FILE,
-    write_json,
-)
+from formats.run_dir import FAILURE_FILE, PLAN_FILE, WORKER_FILE, write_json
 from formats.run_dir import result_status as read_status
 from pipeline.settings import OFFLINE_ENV
 
