@@ -35,6 +35,7 @@ from flows.spec import (
     spec_hash,
 )
 from flows.study_paths import StudyPaths
+from formats.budget import MANIFEST_NAME
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
 
@@ -158,7 +159,7 @@ def _other_spec_runs(paths: StudyPaths) -> int:
 
 def _manifest_path(manifest: BudgetManifest) -> Path:
     # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
-    return Path(manifest.train_files[0]).parent / "manifest.json"
+    return Path(manifest.train_files[0]).parent / MANIFEST_NAME
 
 
 # ---- flows ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.spec import RESERVED_NAMES, StudySpec, StudySpecError
+from formats.run_dir import RUNS_DIR
 from pipeline.settings import get_settings
 
 WRITER_LOCK = ".writer.lock"  # held by the one process writing a study (flows.cli)
@@ -32,7 +33,11 @@ class StudyPaths:
         if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
             raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
         return cls(
-            root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
+            root,
+            study_dir,
+            study_dir / RUNS_DIR,
+            study_dir / "results.duckdb",
+            study_dir / "report",
         )
 
     @property

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.run_task import PROGRESS_EVERY_S, PROJECT_ROOT, worker_env
-
-TORCHRUN_LOG = "torchrun.log"  # stdout+stderr of all ranks, appended per attempt
+from formats.run_dir import LAUNCH_CONFIG_FILE, METRICS_FILE, RESULT_FILE, TORCHRUN_LOG
 
 
 def torchrun_command(config_path: Path, run_dir: Path, nproc: int) -> list[str]:
@@ -61,9 +60,9 @@ def train_torchrun(
     env["OMP_NUM_THREADS"] = str(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not _completed(run_dir):  # a failed attempt's result must not pass for this one's
-        (run_dir / run_io.RESULT_FILE).unlink(missing_ok=True)
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="launch-") as tmp:
-        config_path = Path(tmp) / "run_config.json"
+        config_path = Path(tmp) / LAUNCH_CONFIG_FILE
         config_path.write_text(cfg.model_dump_json())
         error_file = Path(tmp) / "error.json"  # torchrun's: the first failing rank's error
         env["TORCHELASTIC_ERROR_FILE"] = str(error_file)
@@ -107,7 +106,7 @@ def _report_from_metrics(run_dir: Path, run_id: str, report: Callable[[dict], No
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(run_dir / "metrics.parquet").to_pylist()
+        rows = pq.read_table(run_dir / METRICS_FILE).to_pylist()
     except (OSError, ValueError):
         return  # not written yet, or a reader racing the atomic replace
     if rows:
