@@ -85,7 +85,9 @@ def train_torchrun(
         error = read_error_file(error_file)
     _report_from_metrics(run_dir, cfg.run_id, report)  # the last step, however short the run
     result = run_io.read_result(run_dir)
-    if result is None:
+    # No result, or rank 0 failed too with the error it saw second (another rank's crash breaks
+    # its collectives): the root cause is torch elastic's first failure, else the log's tail.
+    if result is None or (error is not None and not result.completed):
         reason = f"torchrun exited with status {proc.returncode}: {error or _log_tail(run_dir)}"
         result = record_failure(cfg, run_dir, reason)
     return result.model_dump(mode="json")
