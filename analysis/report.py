@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from analysis.adaptive_loop import adaptive_display, read_adaptive_steps
 from analysis.crossover import METRICS, OBJECTIVES, curve_points
 from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
@@ -280,7 +281,12 @@ def _fig_html(figs: dict[str, go.Figure], key: str, missing: str) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}")
 
 
-def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str) -> str:
+def render_html(
+    analysis: StudyAnalysis,
+    figs: dict[str, go.Figure],
+    title: str,
+    adaptive_steps: pd.DataFrame | None = None,
+) -> str:
     """The whole report page as a string (plotly.js inlined once, in the head)."""
     if analysis.empty:
         body = _section(
@@ -336,6 +342,17 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
             "divergence",
             "Validation loss rises while accuracy still improves",
             _table_html(flagged, "no run shows this pattern"),
+        ),
+        *(
+            [
+                _section(
+                    "adaptive",
+                    "Adaptive sweep decisions (DuckDB adaptive_steps)",
+                    _table_html(adaptive_display(adaptive_steps), "no decisions"),
+                )
+            ]
+            if adaptive_steps is not None
+            else []
         ),
         _section(
             "runs",
@@ -452,7 +469,8 @@ def write_report(
     # A full disk or a kill mid-write leaves the previous report whole: write aside, then swap.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(render_html(analysis, figs, title), encoding="utf-8")
+        html_text = render_html(analysis, figs, title, read_adaptive_steps(store))
+        tmp.write_text(html_text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
