@@ -26,6 +26,7 @@ from analysis.crossover import METRICS, OBJECTIVES, curve_points
 from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
+from analysis.planner_report import plan_section
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
 from analysis.summary import interval_text
@@ -338,6 +339,7 @@ def render_html(
             _fig_html(figs, "critical-compute", "no crossovers")
             + _table_html(_power_law_table(analysis), "no C_crit(U) fit: see overview"),
         ),
+        plan_section(analysis),
         _section(
             "divergence",
             "Validation loss rises while accuracy still improves",

@@ -21,6 +21,7 @@ from analysis.crossover import flag_loss_accuracy_divergence
 from analysis.crossover_store import BOOT_SEED, N_BOOT, current_crossovers
 from analysis.errors import AnalysisError
 from analysis.fits import LawFit, fit_data_constrained_law, fit_table
+from analysis.planner_laws import draws_table
 from analysis.store import ResultsStore
 
 
@@ -128,6 +129,7 @@ def analyze_study(
     _law_part(result, n_boot, seed)
     if result.law_fits:
         store.replace_derived_table("law_fits", fit_table(result.law_fits))
+        store.replace_derived_table("law_fit_draws", draws_table(result.law_fits))  # planner
     result.divergence = flag_loss_accuracy_divergence(result.evals)
     return result
 
