@@ -148,13 +148,14 @@ def _bootstrap_interval(point: float, draws: NDArray[np.float64]) -> tuple[float
     """Hull of the percentile interval and the basic (reverse-percentile) one in log C:
     point / f to point * f with f the larger of the two percentiles' ratios to the point. The
     percentile interval alone sits on the wrong side when the point estimate is biased (C_crit
-    is a strongly non-linear function of both laws); open edges (0, inf) stay open."""
+    is a strongly non-linear function of both laws). An open edge (draws at 0: DLM ahead
+    throughout; at inf: never crossing) stays open and does not widen the other edge."""
     q_lo, q_hi = (float(v) for v in np.quantile(draws, [0.025, 0.975], method="inverted_cdf"))
     if not (math.isfinite(point) and point > 0):
         return q_lo, q_hi
-    with np.errstate(divide="ignore"):
-        ratio = max(point / q_lo if q_lo > 0 else math.inf, q_hi / point)
-    return (0.0 if math.isinf(ratio) else point / ratio), point * ratio
+    ratios = ([point / q_lo] if q_lo > 0 else []) + ([q_hi / point] if q_hi < math.inf else [])
+    f = max(ratios, default=1.0)
+    return (point / f if q_lo > 0 else 0.0), (point * f if q_hi < math.inf else math.inf)
 
 
 def _row(u, status, point, k, draws, extra) -> dict[str, object]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from analysis.frontier import frontier_crossover
 from analysis.frontier_table import frontier_display
 from analysis.laws import MUENNIGHOFF_2023
@@ -70,3 +72,12 @@ def test_fewer_than_three_sizes_say_not_identified_and_print_no_number(tmp_path:
     assert shown["C_crit (FLOPs) [95%]"].str.startswith("not identified").all()
     assert not any(math.isfinite(float(v)) for v in stored["compute"].dropna())
     assert any("compute-optimal frontier: not identified" in n for n in analysis.notes)
+
+
+def test_interval_is_symmetric_in_log_and_keeps_open_edges_open() -> None:
+    from analysis.frontier_table import _bootstrap_interval
+
+    draws = np.array([4.0, 5.0, 6.0, 7.0])
+    assert _bootstrap_interval(5.0, draws) == (5.0 / 1.4, 7.0)  # the wider side, mirrored
+    assert _bootstrap_interval(5.0, np.append(draws[:3], np.inf)) == (4.0, math.inf)
+    assert _bootstrap_interval(5.0, np.array([0.0, 5.0, 6.0])) == (0.0, 6.0)
