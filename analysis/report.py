@@ -26,6 +26,7 @@ from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
 from analysis.frontier_table import frontier_display
+from analysis.planner_report import plan_section
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
 from analysis.summary import interval_text
@@ -361,6 +362,7 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
             _fig_html(figs, "critical-compute", "no crossovers")
             + _table_html(_power_law_table(analysis), "no C_crit(U) fit: see overview"),
         ),
+        plan_section(analysis),
         _section(
             "frontier",
             "C_crit on the compute-optimal frontier",

@@ -22,6 +22,7 @@ from analysis.crossover_store import BOOT_SEED, N_BOOT, current_crossovers
 from analysis.errors import AnalysisError
 from analysis.fits import LawFit, fit_data_constrained_law, fit_table
 from analysis.frontier_table import MeasuredRange, frontier_critical_compute
+from analysis.planner_laws import draws_table
 from analysis.store import ResultsStore
 
 
@@ -130,6 +131,7 @@ def analyze_study(
     _law_part(result, n_boot, seed)
     if result.law_fits:
         store.replace_derived_table("law_fits", fit_table(result.law_fits))
+        store.replace_derived_table("law_fit_draws", draws_table(result.law_fits))  # planner
     _frontier_part(result)
     store.replace_derived_table("frontier_crossovers", result.frontier)
     result.divergence = flag_loss_accuracy_divergence(result.evals)

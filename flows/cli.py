@@ -5,6 +5,7 @@
     flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
     flows run budgets|report|study ...
     flows status --preset demo
+    flows plan --unique-tokens 1e10 --compute 1e22 --prior published   # or --study NAME
     flows server --port 4200                 # Prefect UI on http://127.0.0.1:4200
     flows deploy                             # deployments into the `dlm-crossover` process pool
 
@@ -18,6 +19,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -133,7 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--home", help="studies root the deployed flows write to")
 
     sub.add_parser("presets", help="list the shipped study presets")
+    _add_plan_parser(sub)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"wants a positive number, got {text!r}")
+    return value
+
+
+def _add_plan_parser(sub: Any) -> None:
+    plan = sub.add_parser("plan", help="AR or DLM, how large, how many epochs, at (U, C)")
+    plan.add_argument("--unique-tokens", type=_positive_float, required=True, help="U")
+    plan.add_argument("--compute", type=_positive_float, required=True, help="C in FLOPs (6ND)")
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", help="use this study's fitted laws (its results.duckdb)")
+    source.add_argument("--prior", choices=["published"], help="use the published prior")
+    plan.add_argument("--confidence", type=float, default=0.95, help="interval level (0.95)")
+    plan.add_argument("--home", help="studies root (default: $CROSSOVER_HOME or ./studies)")
+    plan.add_argument("--figure", help="write the (U, C) region figure to this HTML file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +253,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "status":
         return _status(args)
+    if args.command == "plan":
+        from flows.planning import plan_command
+
+        return plan_command(args)
     return _run(args)
 
 

@@ -58,6 +58,7 @@ def _deploy(flow_obj: Any, pool: str, parameters: dict[str, Any], description: s
 def deploy_study_flows(pool: str = DEFAULT_POOL, home: str | Path | None = None) -> list[str]:
     """Create (or update) the deployments of every study flow; returns ``flow/deployment`` names."""
     from flows.flows import budgets_flow, report_flow, study_flow, sweep_flow
+    from flows.plan import plan_flow
 
     ensure_process_pool(pool)
     base = {"preset": "demo", "config": None, "home": str(home) if home else None}
@@ -67,4 +68,17 @@ def deploy_study_flows(pool: str = DEFAULT_POOL, home: str | Path | None = None)
         _deploy(sweep_flow, pool, sweep_params, "Dispatch the grid's runs to Ray."),
         _deploy(budgets_flow, pool, base, "Build the unique-token budgets."),
         _deploy(report_flow, pool, base, "Ingest runs into DuckDB and write the report."),
+        _deploy(
+            plan_flow,
+            pool,
+            {
+                "unique_tokens": 1e9,
+                "compute": 1e21,
+                "study": None,
+                "prior": "published",
+                "confidence": 0.95,
+                "home": base["home"],
+            },
+            "AR or DLM, model size and epochs at (U, C), from a study's laws or the prior.",
+        ),
     ]

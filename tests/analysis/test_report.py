@@ -23,6 +23,7 @@ SECTIONS = {
     "law-params",
     "critical-compute",
     "frontier",
+    "plan",
     "divergence",
     "runs",
 }
@@ -144,6 +145,7 @@ def test_report_on_demo_shaped_study(tmp_path: Path) -> None:
     assert set(outline.sections) == SECTIONS
     assert "crossover" in text and "0 [0, 0]" not in text
     assert "1 model size(s), need &gt;= 3" in text and "identifies no law parameter" in text
+    assert "No recommendation: ar: stage 1 (A, alpha, E) not identified" in text  # planner
     analysis = analyze_study(study / "results.duckdb", n_boot=5)
     loss_rows = analysis.crossovers[analysis.crossovers["metric"] == "val_loss"]
     assert (loss_rows["status"] == "crossover").all() and (loss_rows["mode"] == "curve").all()

@@ -88,7 +88,7 @@ def test_deployment_triggered_through_the_api_runs_on_a_worker(
     with httpx.Client(base_url=api, timeout=30) as client:
         deployments = client.post("/deployments/filter", json={}).json()
         assert {d["name"] for d in deployments} == {"default"}
-        assert len(deployments) == 4
+        assert len(deployments) == 5
         study = client.get("/deployments/name/study/default").json()
         assert study["work_pool_name"] == "dlm-crossover"
         # The UI's parameter form comes from this schema.
