@@ -313,10 +313,11 @@ def _dry_run(spec: Any, home: str | None) -> int:
 def _built_manifests(spec: Any, home: str | None) -> list[Any] | None:
     """Manifests of an already built budget spec, so a dry run shows the final run ids."""
     from flows.flows import StudyPaths
+    from formats.budget import manifest_paths
     from pipeline.manifest import load_manifest
 
     root = StudyPaths.of(spec, home).home / "budgets" / spec.budgets.spec_hash
-    paths = sorted(root.glob("budget_*/manifest.json"))
+    paths = manifest_paths(root)
     if len(paths) != len(spec.budgets.sizes):
         return None
     return [load_manifest(p) for p in paths]
@@ -344,7 +345,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _failure(run_dir: Path) -> dict[str, Any] | None:
     """failure.json of a run whose worker died past its retries (flows.dispatch)."""
-    from flows.dispatch import FAILURE_FILE
+    from formats.run_dir import FAILURE_FILE
 
     try:
         return json.loads((run_dir / FAILURE_FILE).read_text())
@@ -357,6 +358,7 @@ def _status(args: argparse.Namespace) -> int:
     from flows.dispatch import read_status
     from flows.flows import StudyPaths
     from flows.grid import expand_grid
+    from formats.run_dir import CKPT_DIR, METRICS_FILE
 
     paths = StudyPaths.of(spec, args.home)
     manifests = _built_manifests(spec, args.home)
@@ -368,7 +370,7 @@ def _status(args: argparse.Namespace) -> int:
         result = read_status(run_dir) or _failure(run_dir)
         if result is not None:
             state = result.get("status", "unknown")
-        elif (run_dir / "ckpt").exists() or (run_dir / "metrics.parquet").exists():
+        elif (run_dir / CKPT_DIR).exists() or (run_dir / METRICS_FILE).exists():
             state = "started"  # running now, or interrupted (resumes on the next sweep)
         else:
             state = "pending"

@@ -35,14 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from formats.run_dir import FAILURE_FILE, PLAN_FILE, WORKER_FILE, write_json
+from formats.run_dir import result_status as read_status
 from pipeline.settings import OFFLINE_ENV
-from training_core.run_io import write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RESULT_FILE = "result.json"
-PLAN_FILE = "plan.json"  # {"spec_hashes": [...]}: analysis.store reads it
-FAILURE_FILE = "failure.json"  # a run whose worker died for good: analysis.store reads it
-WORKER_FILE = "worker.json"  # pid and host of the process training the run, for `flows status`
 PROGRESS_EVERY_S = 1.0
 LOOPBACK = "127.0.0.1"
 _SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -126,17 +123,6 @@ def record_failure(task: RunTask, reason: str) -> None:
     A later sweep retries it (it has no completed result.json) and removes the file."""
     if read_status(task.run_dir) is None:
         write_json(task.run_dir / FAILURE_FILE, {"status": "failed", "failure_reason": reason})
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """The run's result.json as a dict, or None while it has none (never run, or interrupted)."""
-    path = run_dir / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a reader racing the atomic replace; treat as not finished
 
 
 def is_completed(run_dir: Path) -> bool:

@@ -35,6 +35,8 @@ from flows.spec import (
     load_spec,
     spec_hash,
 )
+from formats.budget import MANIFEST_NAME
+from formats.run_dir import RUNS_DIR
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
 
@@ -59,7 +61,11 @@ class StudyPaths:
         if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
             raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
         return cls(
-            root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
+            root,
+            study_dir,
+            study_dir / RUNS_DIR,
+            study_dir / "results.duckdb",
+            study_dir / "report",
         )
 
     @property
@@ -186,7 +192,7 @@ def _other_spec_runs(paths: StudyPaths) -> int:
 
 def _manifest_path(manifest: BudgetManifest) -> Path:
     # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
-    return Path(manifest.train_files[0]).parent / "manifest.json"
+    return Path(manifest.train_files[0]).parent / MANIFEST_NAME
 
 
 # ---- flows ---------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from flows.dispatch import RunTask
 from flows.spec import Resources, StudySpec
-from pipeline.manifest import BudgetManifest
+from formats.budget import BudgetManifest, DataConfig
 from training_core.branches import branch_plans
-from training_core.config import DataConfig, RunConfig
+from training_core.config import RunConfig
 from training_core.data import TrainSchedule
 from training_core.flops import flops_per_token
 from training_core.model import ModelConfig, model_preset
@@ -73,18 +73,7 @@ def _epochs_for(spec: StudySpec, model: ModelConfig, name: str, unique: int) -> 
 
 def _data_configs(spec: StudySpec, manifests: list[BudgetManifest] | None) -> list[DataConfig]:
     if manifests is not None:
-        return [
-            DataConfig(
-                train_files=tuple(m.train_files),
-                val_files=tuple(m.val_files),
-                eval_mc_path=m.eval_mc_path,
-                token_dtype=m.token_dtype,
-                vocab_size=m.vocab_size,
-                unique_tokens=m.unique_tokens,
-                budget_id=m.budget_id,
-            )
-            for m in sorted(manifests, key=lambda m: m.unique_tokens)
-        ]
+        return [m.data_config() for m in sorted(manifests, key=lambda m: m.unique_tokens)]
     vocab = spec.budgets.tokenizer.vocab_size
     return [
         DataConfig(

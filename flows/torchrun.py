@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.dispatch import PROGRESS_EVERY_S, PROJECT_ROOT, RESULT_FILE, is_completed, worker_env
+from flows.dispatch import PROGRESS_EVERY_S, PROJECT_ROOT, is_completed, worker_env
+from formats.run_dir import LAUNCH_CONFIG_FILE, METRICS_FILE, RESULT_FILE, TORCHRUN_LOG
 
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
 _LOG_PREFIX = re.compile(r"^[DIWEF]\d{4} ")  # torch's glog-style lines: W1124 06:15:58 ...
-TORCHRUN_LOG = "torchrun.log"  # stdout+stderr of all ranks, appended per attempt
 
 
 def torchrun_command(config_path: Path, run_dir: Path, nproc: int) -> list[str]:
@@ -60,7 +60,7 @@ def train_torchrun(
     if not is_completed(run_dir):  # a failed attempt's result must not pass for this one's
         (run_dir / RESULT_FILE).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="launch-") as tmp:
-        config_path = Path(tmp) / "run_config.json"
+        config_path = Path(tmp) / LAUNCH_CONFIG_FILE
         config_path.write_text(cfg.model_dump_json())
         with open(run_dir / TORCHRUN_LOG, "ab") as log:
             proc = subprocess.Popen(
@@ -91,7 +91,7 @@ def _report_from_metrics(run_dir: Path, run_id: str, report: Callable[[dict], No
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(run_dir / "metrics.parquet").to_pylist()
+        rows = pq.read_table(run_dir / METRICS_FILE).to_pylist()
     except (OSError, ValueError):
         return  # not written yet, or a reader racing the atomic replace
     if rows:

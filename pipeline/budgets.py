@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from formats.budget import budget_dir
 from pipeline.errors import PipelineError
 from pipeline.manifest import MANIFEST_NAME, BudgetManifest, load_manifest, write_manifest
 from pipeline.spec import BudgetSpec
@@ -52,7 +53,7 @@ def _complete(spec_dir: Path) -> bool:
 
 
 def _load_built(spec_dir: Path, spec: BudgetSpec) -> list[BudgetManifest]:
-    return [load_manifest(spec_dir / f"budget_{n}" / MANIFEST_NAME) for n in spec.sizes]
+    return [load_manifest(budget_dir(spec_dir, n) / MANIFEST_NAME) for n in spec.sizes]
 
 
 def _remove_stale_temp_dirs(root: Path, spec_hash: str) -> None:
@@ -205,7 +206,7 @@ def _build_into(spec: BudgetSpec, tmp: Path, final: Path, say: Progress) -> None
     tok_sha = file_sha256(tok_path)
     itemsize = np.dtype(dtype).itemsize
     for size, k in zip(spec.sizes, n_docs, strict=True):
-        bdir = tmp / f"budget_{size}"
+        bdir = budget_dir(tmp, size)
         bdir.mkdir()
         n_tokens = int(pool_ends[k - 1])
         with open(pool_file, "rb") as src, open(bdir / _TRAIN_FILE, "wb") as dst:
