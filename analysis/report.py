@@ -26,6 +26,7 @@ from analysis.crossover import METRICS, OBJECTIVES, curve_points
 from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
+from analysis.frontier_table import frontier_display
 from analysis.planner_report import plan_section
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
@@ -219,6 +220,7 @@ def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
                     marker={"symbol": symbol},
                 )
             )
+    _frontier_markers(fig, analysis.frontier)
     for fit in analysis.critical_compute:
         lo, hi = fit.b_interval
         u = np.geomspace(*_u_range(analysis), 50)
@@ -234,6 +236,33 @@ def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
     fig.update_yaxes(type="log", title_text="critical compute C_crit (FLOPs)")
     fig.update_layout(title="C_crit(U) = k U^b", height=450, template="plotly_white")
     return fig
+
+
+def _frontier_markers(fig: go.Figure, table: pd.DataFrame) -> None:
+    """Frontier C_crit per budget (``analysis.frontier_table``), extrapolated ones hollow."""
+    if table.empty:
+        return
+    for beyond, name, symbol in ((False, "", "star"), (True, " (extrapolated)", "star-open")):
+        part = table[(table["status"] == "crossover") & (table["extrapolated"] == beyond)]
+        if part.empty:
+            continue
+        hi = np.fmin(part["compute_hi"], 10 * part["compute"]).fillna(part["compute"])
+        lo = part["compute_lo"].fillna(part["compute"])
+        fig.add_trace(
+            go.Scatter(
+                x=part["unique_tokens"],
+                y=part["compute"],
+                mode="markers",
+                name=f"compute-optimal frontier{name}",
+                marker={"symbol": symbol, "size": 10},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": hi - part["compute"],
+                    "arrayminus": part["compute"] - lo,
+                },
+            )
+        )
 
 
 def _u_range(analysis: StudyAnalysis) -> tuple[float, float]:
@@ -341,6 +370,11 @@ def render_html(
         ),
         plan_section(analysis),
         _section(
+            "frontier",
+            "C_crit on the compute-optimal frontier",
+            FRONTIER_TEXT + _table_html(frontier_display(analysis.frontier), "no law fits"),
+        ),
+        _section(
             "divergence",
             "Validation loss rises while accuracy still improves",
             _table_html(flagged, "no run shows this pattern"),
@@ -363,6 +397,15 @@ def render_html(
         ),
     ]
     return _page(title, "".join(parts), with_js=True)
+
+
+FRONTIER_TEXT = (
+    "<p>Per budget U, the compute beyond which the DLM's compute-optimal loss (the fitted law "
+    "minimised over model size and epochs at that compute) stays below AR's; each objective's "
+    "compute is C = k N D with its own FLOPs per token per parameter k (as its runs count "
+    "them). Needs both laws fully identified (>= 3 model sizes); 'extrapolated' rows lie "
+    "outside the sizes, epochs or compute the study measured.</p>"
+)
 
 
 def _crossover_display(table: pd.DataFrame) -> pd.DataFrame:
