@@ -3,6 +3,7 @@
     flows run sweep --preset demo            # budgets -> runs on Ray -> DuckDB -> report
     flows run sweep --config study.yaml --ray-address auto
     flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
+    flows run sweep --preset adaptive-demo --adaptive --target-width 0.5   # runs chosen adaptively
     flows run budgets|report|study ...
     flows status --preset demo
     flows plan --unique-tokens 1e10 --compute 1e22 --prior published   # or --study NAME
@@ -88,6 +89,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"wants a positive number, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -121,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
     run.add_argument(
         "--wait", action="store_true", help="wait while another process writes this study"
+    )
+
+    run.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="sweep only: choose runs of the grid batch by batch to narrow the crossover",
+    )
+    run.add_argument(
+        "--target-width",
+        type=_positive_float,
+        default=0.5,
+        help="--adaptive: stop when every crossover interval has hi/lo - 1 <= this (default 0.5)",
+    )
+    run.add_argument(
+        "--compute-cap", type=_positive_float, help="--adaptive: training FLOPs not to pass"
+    )
+    run.add_argument(
+        "--min-seeds",
+        type=_positive_int,
+        default=3,
+        help="--adaptive: seeds per epoch setting (default 3: calibrated intervals)",
     )
 
     status = sub.add_parser("status", help="state of every run of a study")
@@ -261,6 +293,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.adaptive and args.flow != "sweep":
+        print("flows: --adaptive: only with `flows run sweep`", file=sys.stderr)
+        return 2
     spec = _load_spec_or_exit(args)
     if args.dry_run:
         return _dry_run(spec, args.home)
@@ -291,6 +326,20 @@ def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> 
         print(f"report: {_call_flow(report_flow, **params)}")
         print(f"results: {StudyPaths.of(spec, args.home).db_path}")
         return 0
+    if args.adaptive:
+        from flows.adaptive import adaptive_flow, format_adaptive
+
+        summary = _call_flow(
+            adaptive_flow,
+            **params,
+            ray_address=args.ray_address,
+            num_cpus=args.num_cpus,
+            target_width=args.target_width,
+            compute_cap=args.compute_cap,
+            min_seeds=args.min_seeds,
+        )
+        print(json.dumps(summary, indent=2) if args.json else format_adaptive(summary))
+        return 1 if summary["failed"] else 0
     from flows.flows import study_flow
 
     print(f"study {spec.name}: writing under {StudyPaths.of(spec, args.home).study_dir}")
