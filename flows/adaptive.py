@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.artifacts import artifact_key
-from flows.dispatch import RunOutcome, connect_ray
+from flows.dispatch import connect_ray
 from flows.flows import (
     StudyPaths,
     build_budgets_task,
@@ -33,6 +33,7 @@ from flows.flows import (
     resolve_spec,
 )
 from flows.grid import PlannedRun, expand_grid
+from flows.run_task import RunOutcome
 from flows.spec import spec_hash
 from pipeline.settings import get_settings
 
