@@ -107,6 +107,12 @@ def is_completed(run_dir: Path) -> bool:
     return bool(status and status.get("status") == "completed")
 
 
+# Ray waits a hard-coded 30 s for its raylet to register with the GCS; on a loaded machine
+# (seen at load average ~20 on 2 cores) that runs out although nothing is wrong: start again.
+_RAY_START_TIMEOUT = "timed out during startup"
+_RAY_START_ATTEMPTS = 3
+
+
 def connect_ray(
     address: str | None,
     num_cpus: int | None,
@@ -133,15 +139,28 @@ def connect_ray(
     # Ray's socket paths must stay under ~100 characters: a short dir under the system temp.
     temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
     _loopback_only()
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        num_gpus=num_gpus,
-        include_dashboard=False,
-        _node_ip_address=LOOPBACK,
-        object_store_memory=256 * 1024 * 1024,
-        _temp_dir=str(temp),
-        **common,
-    )
+    for attempt in range(1, _RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+                object_store_memory=256 * 1024 * 1024,
+                _temp_dir=str(temp),
+                **common,
+            )
+            return True
+        except Exception as err:  # Ray raises a bare Exception for this
+            if _RAY_START_TIMEOUT not in str(err) or attempt == _RAY_START_ATTEMPTS:
+                raise
+            ray.shutdown()
+            print(
+                f"embedded Ray did not register within Ray's fixed 30 s (machine busy?); "
+                f"starting it again ({attempt + 1}/{_RAY_START_ATTEMPTS})",
+                file=sys.stderr,
+                flush=True,
+            )
     return True
 
 
