@@ -190,16 +190,22 @@ def _interval_all_draws(
 
 
 def locate_crossover(
-    points: pd.DataFrame, metric: str, *, n_boot: int = 200, seed: int = 0
+    points: pd.DataFrame,
+    metric: str,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    lams: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, object]:
-    """Crossover of one (model, budget) group from its points (see ``curve_points``)."""
+    """Crossover of one (model, budget) group from its points (see ``curve_points``).
+    ``lams``: AR and DLM smoothing penalties to reuse (None: chosen by GCV)."""
     if metric not in METRICS:
         raise AnalysisError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
     points = points.reset_index(drop=True)
     if "seed" not in points:
         points = points.assign(seed=0)
     y = points["y"].to_numpy(float)
-    ar, dlm = _fit_pair(points, y)
+    ar, dlm = _fit_pair(points, y, lams)
     lo = max(ar.epoch_range[0], dlm.epoch_range[0])
     hi = min(ar.epoch_range[1], dlm.epoch_range[1])
     if not lo < hi:

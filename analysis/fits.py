@@ -223,8 +223,12 @@ def fit_data_constrained_law(
     y = frame["loss"].to_numpy(float)
     pred = np.exp(data.predict_log(theta[None, :])[0])
     r2 = 1.0 - float(((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-300))
+    # Each profile point keeps the full parameter vector it was minimised to (for intervals of
+    # derived quantities, e.g. ``analysis.frontier``).
     prof = {
-        n: pd.DataFrame({"value": np.exp(p.grid), "objective": p.values})
+        n: pd.DataFrame({"value": np.exp(p.grid), "objective": p.values}).join(
+            pd.DataFrame([params_of(t).as_dict() for t in p.argmins], columns=list(PARAMS))
+        )
         for n, p in profiles.items()
     }
     notes = tuple(f"{n}: {e.status}" for n, e in estimates.items() if not e.identified)

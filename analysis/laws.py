@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,4 @@ def data_constrained_loss(
     n_params: ArrayLike, tokens: ArrayLike, unique_tokens: ArrayLike, p: LawParams
 ) -> NDArray[np.float64]:
     """L(N, D, U); evaluated as exp(logsumexp(terms)), the form the fit minimises."""
-    terms = log_terms(n_params, tokens, unique_tokens, p)
-    top = terms.max(axis=0)
-    return np.exp(top + np.log(np.exp(terms - top).sum(axis=0)))
+    return np.exp(logsumexp(log_terms(n_params, tokens, unique_tokens, p), axis=0))

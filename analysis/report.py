@@ -21,10 +21,12 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from analysis.adaptive_loop import adaptive_display, read_adaptive_steps
 from analysis.crossover import METRICS, OBJECTIVES, curve_points
 from analysis.crossover_store import N_BOOT
 from analysis.curves import fit_smooth_curve
 from analysis.fits import LawFit
+from analysis.frontier_table import frontier_display
 from analysis.planner_report import plan_section
 from analysis.store import ResultsStore
 from analysis.study import StudyAnalysis, analyze_study, law_points
@@ -218,6 +220,7 @@ def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
                     marker={"symbol": symbol},
                 )
             )
+    _frontier_markers(fig, analysis.frontier)
     for fit in analysis.critical_compute:
         lo, hi = fit.b_interval
         u = np.geomspace(*_u_range(analysis), 50)
@@ -233,6 +236,33 @@ def critical_compute_figure(analysis: StudyAnalysis) -> go.Figure:
     fig.update_yaxes(type="log", title_text="critical compute C_crit (FLOPs)")
     fig.update_layout(title="C_crit(U) = k U^b", height=450, template="plotly_white")
     return fig
+
+
+def _frontier_markers(fig: go.Figure, table: pd.DataFrame) -> None:
+    """Frontier C_crit per budget (``analysis.frontier_table``), extrapolated ones hollow."""
+    if table.empty:
+        return
+    for beyond, name, symbol in ((False, "", "star"), (True, " (extrapolated)", "star-open")):
+        part = table[(table["status"] == "crossover") & (table["extrapolated"] == beyond)]
+        if part.empty:
+            continue
+        hi = np.fmin(part["compute_hi"], 10 * part["compute"]).fillna(part["compute"])
+        lo = part["compute_lo"].fillna(part["compute"])
+        fig.add_trace(
+            go.Scatter(
+                x=part["unique_tokens"],
+                y=part["compute"],
+                mode="markers",
+                name=f"compute-optimal frontier{name}",
+                marker={"symbol": symbol, "size": 10},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": hi - part["compute"],
+                    "arrayminus": part["compute"] - lo,
+                },
+            )
+        )
 
 
 def _u_range(analysis: StudyAnalysis) -> tuple[float, float]:
@@ -281,7 +311,12 @@ def _fig_html(figs: dict[str, go.Figure], key: str, missing: str) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}")
 
 
-def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str) -> str:
+def render_html(
+    analysis: StudyAnalysis,
+    figs: dict[str, go.Figure],
+    title: str,
+    adaptive_steps: pd.DataFrame | None = None,
+) -> str:
     """The whole report page as a string (plotly.js inlined once, in the head)."""
     if analysis.empty:
         body = _section(
@@ -335,9 +370,25 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
         ),
         plan_section(analysis),
         _section(
+            "frontier",
+            "C_crit on the compute-optimal frontier",
+            FRONTIER_TEXT + _table_html(frontier_display(analysis.frontier), "no law fits"),
+        ),
+        _section(
             "divergence",
             "Validation loss rises while accuracy still improves",
             _table_html(flagged, "no run shows this pattern"),
+        ),
+        *(
+            [
+                _section(
+                    "adaptive",
+                    "Adaptive sweep decisions (DuckDB adaptive_steps)",
+                    _table_html(adaptive_display(adaptive_steps), "no decisions"),
+                )
+            ]
+            if adaptive_steps is not None
+            else []
         ),
         _section(
             "runs",
@@ -346,6 +397,15 @@ def render_html(analysis: StudyAnalysis, figs: dict[str, go.Figure], title: str)
         ),
     ]
     return _page(title, "".join(parts), with_js=True)
+
+
+FRONTIER_TEXT = (
+    "<p>Per budget U, the compute beyond which the DLM's compute-optimal loss (the fitted law "
+    "minimised over model size and epochs at that compute) stays below AR's; each objective's "
+    "compute is C = k N D with its own FLOPs per token per parameter k (as its runs count "
+    "them). Needs both laws fully identified (>= 3 model sizes); 'extrapolated' rows lie "
+    "outside the sizes, epochs or compute the study measured.</p>"
+)
 
 
 def _crossover_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -454,7 +514,8 @@ def write_report(
     # A full disk or a kill mid-write leaves the previous report whole: write aside, then swap.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(render_html(analysis, figs, title), encoding="utf-8")
+        html_text = render_html(analysis, figs, title, read_adaptive_steps(store))
+        tmp.write_text(html_text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ binds them as parameters.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +20,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from analysis.schema import RUN_BASE_COLUMNS
+from formats.hashing import sha256_hex
+from formats.run_dir import CONFIG_FILE, FAILURE_FILE, PLAN_FILE, RESULT_FILE, RUNS_DIR, is_run_dir
+
+__all__ = ["BadRunFile", "check_parquet", "flatten_config", "is_run_dir", "run_record"]
 
 # result.json fields that may be missing while a run is in flight: take them from config.json.
 _FROM_CONFIG = {
@@ -36,8 +39,6 @@ _FROM_CONFIG = {
 # A column name taken from a run's files: lower-case letters, digits and "_" (what our configs
 # and result.json use). Anything else is refused, so file contents never become SQL text.
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
-PLAN_FILE = "plan.json"  # flows.dispatch: {"spec_hashes": [...]}, the specs that planned a run
-FAILURE_FILE = "failure.json"  # flows.dispatch: a run whose worker died for good
 
 
 class BadRunFile(ValueError):
@@ -94,14 +95,14 @@ def check_parquet(path: Path) -> None:
 
 def run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
     """The ``runs`` row for a run dir (result.json over config.json) and its run id."""
-    config = _read_object(run_dir / "config.json")
-    result = _read_object(run_dir / "result.json")
+    config = _read_object(run_dir / CONFIG_FILE)
+    result = _read_object(run_dir / RESULT_FILE)
     failure = _read_object(run_dir / FAILURE_FILE)
     plan = _read_object(run_dir / PLAN_FILE)
     row: dict[str, Any] = {c: None for c in RUN_BASE_COLUMNS}
-    row.update(flatten_config(config, source=run_dir / "config.json"))
+    row.update(flatten_config(config, source=run_dir / CONFIG_FILE))
     for key in result:
-        _check_name(key, run_dir / "result.json")
+        _check_name(key, run_dir / RESULT_FILE)
     row.update(result)
     for col, cfg_col in _FROM_CONFIG.items():
         if row.get(col) is None:
@@ -114,12 +115,7 @@ def run_record(run_dir: Path) -> tuple[dict[str, Any], str]:
     hashes = plan.get("spec_hashes") or []
     row["spec_hashes"] = ",".join(str(h) for h in hashes) if isinstance(hashes, list) else None
     row["run_dir"] = str(run_dir.resolve())
-    row["study"] = run_dir.parent.parent.name if run_dir.parent.name == "runs" else None
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    row["config_sha256"] = hashlib.sha256(canonical).hexdigest() if config else None
+    row["study"] = run_dir.parent.parent.name if run_dir.parent.name == RUNS_DIR else None
+    row["config_sha256"] = sha256_hex(config) if config else None
     row["ingested_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return row, run_id
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or (path / "result.json").exists())

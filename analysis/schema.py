@@ -7,36 +7,17 @@ which also avoids DuckDB's INSERT OR REPLACE keeping the *first* of duplicate ke
 
 from __future__ import annotations
 
-# Base columns of ``runs``; more appear as ingest meets them (``cfg_*`` from config.json, any
-# extra result.json field). Types are DuckDB types.
+from formats.budget import BudgetManifest
+from formats.run_dir import EVALS_SCHEMA, METRICS_SCHEMA, RunResult
+from formats.tables import arrow_columns, model_columns
+
+# Base columns of ``runs``: result.json's fields (``formats.RunResult``) and what ingest adds;
+# more appear as ingest meets them (``cfg_*`` from config.json, any extra result.json field).
 RUN_BASE_COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
     "study": "VARCHAR",
     "run_dir": "VARCHAR",
-    "status": "VARCHAR",
-    "failure_reason": "VARCHAR",
-    "objective": "VARCHAR",
-    "model_name": "VARCHAR",
-    "n_params": "BIGINT",
-    "n_params_nonembed": "BIGINT",
-    "n_params_active": "BIGINT",
-    "flops_per_token": "DOUBLE",
-    "unique_tokens": "BIGINT",
-    "epochs": "DOUBLE",
-    "seed": "BIGINT",
-    "budget_id": "VARCHAR",
-    "steps": "BIGINT",
-    "tokens_seen": "BIGINT",
-    "total_flops": "DOUBLE",
-    "final_val_loss": "DOUBLE",
-    "best_val_loss": "DOUBLE",
-    "final_mc_acc": "DOUBLE",
-    "best_mc_acc": "DOUBLE",
-    "wall_s": "DOUBLE",
-    "tokens_per_s": "DOUBLE",
-    "started_at": "VARCHAR",
-    "finished_at": "VARCHAR",
-    "code_version": "VARCHAR",
+    **model_columns(RunResult),
     "config_sha256": "VARCHAR",
     # Comma-joined hashes of the study specs that planned this run (the run dir's plan.json).
     "spec_hashes": "VARCHAR",
@@ -47,56 +28,15 @@ RUN_BASE_COLUMNS: dict[str, str] = {
 # uses only the runs it planned; runs of older specs stay on disk and in ``runs``.
 CURRENT_SPEC_COLUMNS: dict[str, str] = {"spec_hash": "VARCHAR"}
 
-METRIC_COLUMNS: dict[str, str] = {
-    "run_id": "VARCHAR",
-    "step": "BIGINT",
-    "tokens_seen": "BIGINT",
-    "epoch": "DOUBLE",
-    "train_loss": "DOUBLE",
-    "lr": "DOUBLE",
-    "grad_norm": "DOUBLE",
-    "tokens_per_s": "DOUBLE",
-}
+# The run files' own columns (``formats.run_dir``). Evaluation branches (kind, fork_step,
+# run_flops) are NULL in files written before them: a NULL kind is a mid-run point unless it is
+# the last step of a completed run.
+METRIC_COLUMNS: dict[str, str] = arrow_columns(METRICS_SCHEMA)
+EVAL_COLUMNS: dict[str, str] = arrow_columns(EVALS_SCHEMA)
 
-EVAL_COLUMNS: dict[str, str] = {
-    "run_id": "VARCHAR",
-    "step": "BIGINT",
-    "tokens_seen": "BIGINT",
-    "epoch": "DOUBLE",
-    "flops": "DOUBLE",
-    "val_loss": "DOUBLE",
-    "val_loss_se": "DOUBLE",
-    "mc_acc": "DOUBLE",
-    "mc_margin": "DOUBLE",
-    "mc_n": "BIGINT",
-    # Evaluation branches (training_core/branches.py); NULL in files written before them.
-    # kind: 'branch' | 'final' | 'mid-run'; a NULL kind is a mid-run point unless it is the last
-    # step of a completed run. run_flops: compute spent by the run so far, branches included.
-    "kind": "VARCHAR",
-    "fork_step": "BIGINT",
-    "run_flops": "DOUBLE",
-}
-
+# manifest.json's fields (lists and dicts as JSON text) and where it was read from.
 BUDGET_BASE_COLUMNS: dict[str, str] = {
-    "budget_id": "VARCHAR",
-    "spec_hash": "VARCHAR",
-    "requested_tokens": "BIGINT",
-    "unique_tokens": "BIGINT",
-    "n_documents": "BIGINT",
-    "token_dtype": "VARCHAR",
-    "vocab_size": "BIGINT",
-    "eos_id": "BIGINT",
-    "tokenizer_path": "VARCHAR",
-    "tokenizer_sha256": "VARCHAR",
-    "train_files": "VARCHAR",
-    "val_files": "VARCHAR",
-    "val_tokens": "BIGINT",
-    "eval_mc_path": "VARCHAR",
-    "content_sha256": "VARCHAR",
-    "seed": "BIGINT",
-    "source_stats": "VARCHAR",
-    "filter_stats": "VARCHAR",
-    "created_at": "VARCHAR",
+    **model_columns(BudgetManifest),
     "manifest_path": "VARCHAR",
 }
 

@@ -44,6 +44,8 @@ from analysis.schema import (
     VIEWS_SQL,
     create_table_sql,
 )
+from formats.budget import MANIFEST_NAME
+from formats.run_dir import CONFIG_FILE, EVALS_FILE, METRICS_FILE, RESULT_FILE
 
 LOCK_TIMEOUT_S = 120.0
 
@@ -284,7 +286,7 @@ class ResultsStore:
         for idx, run_dir in enumerate(run_dirs):
             try:
                 row, run_id = run_record(run_dir)
-                found = {t: run_dir / f"{t}.parquet" for t in files}
+                found = {"metrics": run_dir / METRICS_FILE, "evals": run_dir / EVALS_FILE}
                 for path in found.values():
                     if path.exists():
                         check_parquet(path)
@@ -362,7 +364,7 @@ class ResultsStore:
         reruns touch rows in the same order). Skipped runs are in the result's ``skipped``."""
         root = Path(path)
         self.ensure_schema()
-        found = {p.parent for pat in ("config.json", "result.json") for p in root.rglob(pat)}
+        found = {p.parent for pat in (CONFIG_FILE, RESULT_FILE) for p in root.rglob(pat)}
         run_dirs = sorted(d for d in found if is_run_dir(d))
         total = IngestStats()
         with self._connect() as con:
@@ -374,7 +376,7 @@ class ResultsStore:
         """Insert or replace one budget from its ``manifest.json`` (key: budget_id + spec_hash)."""
         manifest_path = Path(path)
         if manifest_path.is_dir():
-            manifest_path = manifest_path / "manifest.json"
+            manifest_path = manifest_path / MANIFEST_NAME
         manifest = json.loads(manifest_path.read_text())
         row = {c: None for c in BUDGET_BASE_COLUMNS} | manifest
         row["manifest_path"] = str(manifest_path.resolve())

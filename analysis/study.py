@@ -21,6 +21,7 @@ from analysis.crossover import flag_loss_accuracy_divergence
 from analysis.crossover_store import BOOT_SEED, N_BOOT, current_crossovers
 from analysis.errors import AnalysisError
 from analysis.fits import LawFit, fit_data_constrained_law, fit_table
+from analysis.frontier_table import MeasuredRange, frontier_critical_compute
 from analysis.planner_laws import draws_table
 from analysis.store import ResultsStore
 
@@ -36,6 +37,7 @@ class StudyAnalysis:
     law_fits: dict[str, LawFit] = field(default_factory=dict)
     critical_compute: list[PowerLawFit] = field(default_factory=list)
     law_crossovers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)
     divergence: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
 
@@ -130,6 +132,8 @@ def analyze_study(
     if result.law_fits:
         store.replace_derived_table("law_fits", fit_table(result.law_fits))
         store.replace_derived_table("law_fit_draws", draws_table(result.law_fits))  # planner
+    _frontier_part(result)
+    store.replace_derived_table("frontier_crossovers", result.frontier)
     result.divergence = flag_loss_accuracy_divergence(result.evals)
     return result
 
@@ -195,3 +199,37 @@ def _law_part(result: StudyAnalysis, n_boot: int, seed: int) -> None:
             result.critical_compute.append(replace(fit, source=f"{fit.source} N={n_params:.3g}"))
     if tables:
         result.law_crossovers = pd.concat(tables, ignore_index=True)
+
+
+def _flops_per_param(runs: pd.DataFrame, objective: str) -> float | None:
+    rows = runs[(runs["objective"] == objective) & (runs["status"] == "completed")]
+    if "flops_per_token" not in rows or rows.empty:
+        return None
+    ratio = (rows["flops_per_token"].astype(float) / rows["n_params"].astype(float)).median()
+    return float(ratio) if np.isfinite(ratio) and ratio > 0 else None
+
+
+def _frontier_part(result: StudyAnalysis) -> None:
+    """C_crit on the compute-optimal frontier per budget (``analysis.frontier``), each
+    objective's compute at its runs' own FLOPs per token per parameter."""
+    k = {o: _flops_per_param(result.runs, o) for o in ("ar", "dlm")}
+    if None in k.values():
+        result.notes.append("frontier C_crit: FLOPs per token unknown for a run, 6 N D used")
+    ev = result.evals[result.evals["epoch"] > 0]
+    measured = MeasuredRange(
+        (float(ev["n_params"].min()), float(ev["n_params"].max())),
+        (float(ev["epoch"].min()), float(ev["epoch"].max())),
+        (float(ev["flops"][ev["flops"] > 0].min()), float(ev["flops"].max())),
+    )
+    frontier = frontier_critical_compute(
+        result.law_fits.get("ar"),
+        result.law_fits.get("dlm"),
+        sorted(result.evals["unique_tokens"].astype(float).unique()),
+        flops_per_param=(k["ar"] or 6.0, k["dlm"] or 6.0),
+        measured=measured,
+    )
+    result.frontier = frontier.table
+    result.critical_compute.extend(frontier.power_fits)
+    statuses = sorted(set(frontier.table["status"]))
+    if any(s.startswith("not identified") for s in statuses):
+        result.notes.append(f"C_crit on the compute-optimal frontier: {'; '.join(statuses)}")

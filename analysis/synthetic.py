@@ -2,20 +2,19 @@
 
 Used by the tests (known truth to recover) and the benchmark. Each run is a valid
 ``training_core.RunConfig`` (its ``run_id`` names the directory) and its files are written with
-``training_core.run_io`` (the trainer's own writers), so analysis tests read the production
-shape. Losses: the final evaluation of a run is ``data_constrained_loss`` with the objective's
+``formats.run_dir`` (the trainer's own writers), so analysis tests read the production shape.
+Losses: the final evaluation of a run is ``data_constrained_loss`` with the objective's
 ``LawParams`` times log-normal noise; a mid-run evaluation at fraction f of the run's steps sits
-above the law at its token count by ``unannealed_gap * (1 + cos(pi f)) / 2`` (relative), the
-cosine learning rate not yet decayed, so a law fit on mid-run points is visibly biased. Every run
-also gets one seed effect (log-normal, ``seed_noise``) shared by all its evaluations, the
-run-to-run spread real seeds show. Accuracy is a logistic function of the noiseless law loss,
-drawn as a binomial over ``mc_n`` items. ``ar_overfit`` adds a loss rise after 4 epochs to AR's
-validation loss only: the "val loss rises while accuracy still improves" pattern.
+above the law at its token count by ``unannealed_gap * (1 + cos(pi f)) / 2`` (relative), the cosine
+learning rate not yet decayed, so a law fit on mid-run points is visibly biased. Every run also
+gets one seed effect (log-normal, ``seed_noise``) shared by all its evaluations, the run-to-run
+spread real seeds show. Accuracy is a logistic function of the noiseless law loss, drawn as a
+binomial over ``mc_n`` items. ``ar_overfit`` adds a loss rise after 4 epochs to AR's validation
+loss only: the "val loss rises while accuracy still improves" pattern.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.laws import MUENNIGHOFF_2023, LawParams, data_constrained_loss
+from formats import run_dir as run_io
+from formats.budget import MANIFEST_NAME, BudgetManifest, budget_dir, write_manifest
 
 # DLM: 30% worse per unique token, but repeated data keeps its value far longer (R_D* 500).
 # The two laws cross at ~31 epochs for N = 1e7, U = 1e9 and ~51 for N = 1e8, U = 1e9
@@ -143,10 +144,8 @@ def _losses(spec: SyntheticStudySpec, cfg, n: int, rng: np.random.Generator) -> 
 
 def _write_run(root: Path, spec: SyntheticStudySpec, cfg, n: int, rng, failed: bool) -> Path:
     """One run dir; ``n`` is the law's parameter count the result reports."""
-    from training_core import run_io
-
     obj, u = cfg.objective.kind, cfg.data.unique_tokens
-    run_dir = root / "runs" / cfg.run_id
+    run_dir = root / run_io.RUNS_DIR / cfg.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     run_io.write_json(run_dir / run_io.CONFIG_FILE, cfg.model_dump(mode="json"))
     ep, tokens, clean, val, acc = _losses(spec, cfg, n, rng)
@@ -243,29 +242,31 @@ def write_synthetic_manifests(
     spec = spec or SyntheticStudySpec()
     paths = []
     for u in spec.unique_tokens:
-        path = Path(root) / "budgets" / "spec0" / f"budget_{u}" / "manifest.json"
+        path = budget_dir(Path(root) / "budgets" / "spec0", u) / MANIFEST_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "budget_id": f"budget_{u}",
-            "spec_hash": "spec0",
-            "requested_tokens": u,
-            "unique_tokens": u,
-            "n_documents": u // 1000,
-            "token_dtype": "uint16",
-            "vocab_size": 2048,
-            "eos_id": 0,
-            "tokenizer_path": "/tok/tokenizer.json",
-            "tokenizer_sha256": "0" * 64,
-            "train_files": [f"/b/{u}/000.ds"],
-            "val_files": ["/b/val.ds"],
-            "val_tokens": 32768,
-            "eval_mc_path": "/b/eval_mc.parquet",
-            "content_sha256": "1" * 64,
-            "seed": 0,
-            "source_stats": {"docs": u // 1000},
-            "filter_stats": {"dropped": 0},
-            "created_at": "2026-01-01T00:00:00+00:00",
-        }
-        path.write_text(json.dumps(manifest, indent=1))
+        manifest = BudgetManifest(
+            **{
+                "budget_id": f"budget_{u}",
+                "spec_hash": "spec0",
+                "requested_tokens": u,
+                "unique_tokens": u,
+                "n_documents": u // 1000,
+                "token_dtype": "uint16",
+                "vocab_size": 2048,
+                "eos_id": 0,
+                "tokenizer_path": "/tok/tokenizer.json",
+                "tokenizer_sha256": "0" * 64,
+                "train_files": [f"/b/{u}/000.ds"],
+                "val_files": ["/b/val.ds"],
+                "val_tokens": 32768,
+                "eval_mc_path": "/b/eval_mc.parquet",
+                "content_sha256": "1" * 64,
+                "seed": 0,
+                "source_stats": {"docs": u // 1000},
+                "filter_stats": {"dropped": 0},
+                "created_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+        write_manifest(manifest, path)
         paths.append(path)
     return paths

@@ -163,7 +163,7 @@ def build_bench(
         model = Transformer(cfg)
     if opts.get("compile"):
         torch.compiler.reset()  # a fresh cache per model: no recompile limit across cells
-        for block in model.layers:  # per block, like parallel.py: one graph for every layer
+        for block in model.layers:  # per block, like fsdp.py: one graph for every layer
             block.compile(backend=opts.get("compile_backend", "inductor"))
     objective = build_objective(ObjectiveConfig(kind=kind), vocab - 1, opts.get("loss", "plain"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
@@ -215,7 +215,7 @@ def throughput_section(sec: Section, device: torch.device, tiny: bool) -> None:
     """Tokens/s, model FLOP/s, MFU and peak memory per preset x objective x eager/compile.
 
     Eager cells of every preset first (cheap), then compiled cells, 350m AR first (the MFU
-    target). Compiling is per block (``Block.compile()``, as ``parallel.py`` does for sharded
+    target). Compiling is per block (``Block.compile()``, as ``fsdp.py`` does for sharded
     runs): one graph reused by every layer, so a 350m compiles in seconds, not minutes.
     """
     seq, vocab = (64, 512) if tiny else (2048, 50304)

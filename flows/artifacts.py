@@ -32,7 +32,8 @@ from prefect.artifacts import (
 )
 from prefect.states import Completed, Failed, State
 
-from flows.dispatch import GridProgress, RunOutcome, format_progress, read_status
+from flows.dispatch import GridProgress, format_progress, read_status
+from flows.run_task import RunOutcome
 
 MAX_REASON_CHARS = 300  # a traceback's last line fits; the full text is in the run's result.json
 

@@ -3,6 +3,7 @@
     flows run sweep --preset demo            # budgets -> runs on Ray -> DuckDB -> report
     flows run sweep --config study.yaml --ray-address auto
     flows run sweep --preset paper-full --dry-run   # the grid and its FLOPs, nothing runs
+    flows run sweep --preset adaptive-demo --adaptive --target-width 0.5   # runs chosen adaptively
     flows run budgets|report|study ...
     flows status --preset demo
     flows plan --unique-tokens 1e10 --compute 1e22 --prior published   # or --study NAME
@@ -85,6 +86,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"wants a positive number, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -118,6 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
     run.add_argument(
         "--wait", action="store_true", help="wait while another process writes this study"
+    )
+
+    run.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="sweep only: choose runs of the grid batch by batch to narrow the crossover",
+    )
+    run.add_argument(
+        "--target-width",
+        type=_positive_float,
+        default=0.5,
+        help="--adaptive: stop when every crossover interval has hi/lo - 1 <= this (default 0.5)",
+    )
+    run.add_argument(
+        "--compute-cap", type=_positive_float, help="--adaptive: training FLOPs not to pass"
+    )
+    run.add_argument(
+        "--min-seeds",
+        type=_positive_int,
+        default=3,
+        help="--adaptive: seeds per epoch setting (default 3: calibrated intervals)",
     )
 
     status = sub.add_parser("status", help="state of every run of a study")
@@ -226,12 +258,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.adaptive and args.flow != "sweep":
+        print("flows: --adaptive: only with `flows run sweep`", file=sys.stderr)
+        return 2
     spec = _load_spec_or_exit(args)
     if args.dry_run:
         return _dry_run(spec, args.home)
     if args.flow != "report":  # a bad corpus is one line here, before Prefect, Ray or the lock
         _build_budgets_or_exit(spec, args)
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
 
     params = {"preset": args.preset, "config": args.config, "home": args.home}
     global _WATCHDOG  # the pipe to it must live as long as this process
@@ -243,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> int:
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
 
     if args.flow == "budgets":
         from flows.flows import budgets_flow
@@ -256,6 +291,20 @@ def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> 
         print(f"report: {_call_flow(report_flow, **params)}")
         print(f"results: {StudyPaths.of(spec, args.home).db_path}")
         return 0
+    if args.adaptive:
+        from flows.adaptive import adaptive_flow, format_adaptive
+
+        summary = _call_flow(
+            adaptive_flow,
+            **params,
+            ray_address=args.ray_address,
+            num_cpus=args.num_cpus,
+            target_width=args.target_width,
+            compute_cap=args.compute_cap,
+            min_seeds=args.min_seeds,
+        )
+        print(json.dumps(summary, indent=2) if args.json else format_adaptive(summary))
+        return 1 if summary["failed"] else 0
     from flows.flows import study_flow
 
     print(f"study {spec.name}: writing under {StudyPaths.of(spec, args.home).study_dir}")
@@ -277,11 +326,12 @@ def _dry_run(spec: Any, home: str | None) -> int:
 
 def _built_manifests(spec: Any, home: str | None) -> list[Any] | None:
     """Manifests of an already built budget spec, so a dry run shows the final run ids."""
-    from flows.flows import StudyPaths
+    from flows.study_paths import StudyPaths
+    from formats.budget import manifest_paths
     from pipeline.manifest import load_manifest
 
     root = StudyPaths.of(spec, home).home / "budgets" / spec.budgets.spec_hash
-    paths = sorted(root.glob("budget_*/manifest.json"))
+    paths = manifest_paths(root)
     if len(paths) != len(spec.budgets.sizes):
         return None
     return [load_manifest(p) for p in paths]
@@ -309,7 +359,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _failure(run_dir: Path) -> dict[str, Any] | None:
     """failure.json of a run whose worker died past its retries (flows.dispatch)."""
-    from flows.dispatch import FAILURE_FILE
+    from formats.run_dir import FAILURE_FILE
 
     try:
         return json.loads((run_dir / FAILURE_FILE).read_text())
@@ -320,8 +370,9 @@ def _failure(run_dir: Path) -> dict[str, Any] | None:
 def _status(args: argparse.Namespace) -> int:
     spec = _load_spec_or_exit(args)
     from flows.dispatch import read_status
-    from flows.flows import StudyPaths
     from flows.grid import expand_grid
+    from flows.study_paths import StudyPaths
+    from formats.run_dir import CKPT_DIR, METRICS_FILE
 
     paths = StudyPaths.of(spec, args.home)
     manifests = _built_manifests(spec, args.home)
@@ -333,7 +384,7 @@ def _status(args: argparse.Namespace) -> int:
         result = read_status(run_dir) or _failure(run_dir)
         if result is not None:
             state = result.get("status", "unknown")
-        elif (run_dir / "ckpt").exists() or (run_dir / "metrics.parquet").exists():
+        elif (run_dir / CKPT_DIR).exists() or (run_dir / METRICS_FILE).exists():
             state = "started"  # running now, or interrupted (resumes on the next sweep)
         else:
             state = "pending"

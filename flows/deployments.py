@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flows.dispatch import PROJECT_ROOT, worker_env
+from flows.run_task import PROJECT_ROOT, worker_env
 
 DEFAULT_POOL = "dlm-crossover"
 DEPLOYMENT_NAME = "default"

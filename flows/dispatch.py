@@ -22,6 +22,7 @@ workers never start their own temporary Prefect server.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,42 +34,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from flows.run_task import PROGRESS_EVERY_S, RunOutcome, RunTask, worker_env
+from formats.run_dir import FAILURE_FILE, PLAN_FILE, WORKER_FILE, write_json
+from formats.run_dir import result_status as read_status
 from pipeline.settings import OFFLINE_ENV
-from training_core.run_io import write_json
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RESULT_FILE = "result.json"
-PLAN_FILE = "plan.json"  # {"spec_hashes": [...]}: analysis.store reads it
-FAILURE_FILE = "failure.json"  # a run whose worker died for good: analysis.store reads it
-WORKER_FILE = "worker.json"  # pid and host of the process training the run, for `flows status`
-PROGRESS_EVERY_S = 1.0
 LOOPBACK = "127.0.0.1"
 _SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-@dataclass(frozen=True)
-class RunTask:
-    """One run to dispatch: its resolved config (JSON), where it writes, and what it needs."""
-
-    run_id: str
-    label: str  # human-readable: "dlm/tiny/25K/ep12/s0"
-    config_json: str
-    run_dir: Path
-    cpus: float = 1.0
-    gpus: float = 0.0
-    spec_hash: str | None = None  # the study spec that planned it (recorded in plan.json)
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    label: str
-    status: Literal["completed", "failed", "skipped"]
-    reason: str | None = None
-    tokens_seen: int = 0
-    wall_s: float = 0.0
 
 
 @dataclass
@@ -128,28 +102,15 @@ def record_failure(task: RunTask, reason: str) -> None:
         write_json(task.run_dir / FAILURE_FILE, {"status": "failed", "failure_reason": reason})
 
 
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """The run's result.json as a dict, or None while it has none (never run, or interrupted)."""
-    path = run_dir / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a reader racing the atomic replace; treat as not finished
-
-
 def is_completed(run_dir: Path) -> bool:
     status = read_status(run_dir)
     return bool(status and status.get("status") == "completed")
 
 
-def worker_env() -> dict[str, str]:
-    """Environment for Ray workers: offline/quiet, and the project importable without an install."""
-    env = dict(OFFLINE_ENV)
-    paths = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
+# Ray waits a hard-coded 30 s for its raylet to register with the GCS; on a loaded machine
+# (seen at load average ~20 on 2 cores) that runs out although nothing is wrong: start again.
+_RAY_START_TIMEOUT = "timed out during startup"
+_RAY_START_ATTEMPTS = 3
 
 
 def connect_ray(
@@ -178,15 +139,28 @@ def connect_ray(
     # Ray's socket paths must stay under ~100 characters: a short dir under the system temp.
     temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
     _loopback_only()
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        num_gpus=num_gpus,
-        include_dashboard=False,
-        _node_ip_address=LOOPBACK,
-        object_store_memory=256 * 1024 * 1024,
-        _temp_dir=str(temp),
-        **common,
-    )
+    for attempt in range(1, _RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+                object_store_memory=256 * 1024 * 1024,
+                _temp_dir=str(temp),
+                **common,
+            )
+            return True
+        except Exception as err:  # Ray raises a bare Exception for this
+            if _RAY_START_TIMEOUT not in str(err) or attempt == _RAY_START_ATTEMPTS:
+                raise
+            ray.shutdown()
+            print(
+                f"embedded Ray did not register within Ray's fixed 30 s (machine busy?); "
+                f"starting it again ({attempt + 1}/{_RAY_START_ATTEMPTS})",
+                file=sys.stderr,
+                flush=True,
+            )
     return True
 
 
@@ -237,7 +211,7 @@ def run_grid(
     started_ray = connect_ray(ray_address, num_cpus, temp)
     try:
         progress.board_name = f"progress-board-{uuid.uuid4().hex[:12]}"
-        board = _ProgressBoard.options(num_cpus=0, name=progress.board_name).remote()
+        board = _remotes()[1].options(num_cpus=0, name=progress.board_name).remote()
         pending = {}
         for task in todo:
             (task.run_dir / FAILURE_FILE).unlink(missing_ok=True)
@@ -302,8 +276,10 @@ def _submit(task: RunTask, board: Any, max_retries: int) -> tuple[Any, Any]:
         )
     threads = max(1, int(task.cpus))
     nproc = int(task.gpus) if task.gpus > 1 else 1
-    ref = _train_remote.options(**options).remote(
-        task.config_json, str(task.run_dir), board, threads, nproc
+    ref = (
+        _remotes()[0]
+        .options(**options)
+        .remote(task.config_json, str(task.run_dir), board, threads, nproc)
     )
     return ref, group
 
@@ -385,7 +361,10 @@ def _train_in_worker(
     return result.model_dump(mode="json")
 
 
-def _make_remote() -> tuple[Any, Any]:
+@functools.cache
+def _remotes() -> tuple[Any, Any]:
+    """The Ray task and the progress actor, made on first use: importing this module (for its
+    records or its progress line) never imports Ray."""
     import ray
 
     @ray.remote(max_restarts=-1)
@@ -402,9 +381,6 @@ def _make_remote() -> tuple[Any, Any]:
             return dict(self.latest)
 
     return ray.remote(_train_in_worker), ProgressBoard
-
-
-_train_remote, _ProgressBoard = _make_remote()
 
 
 def format_progress(progress: GridProgress, elapsed_s: float) -> str:

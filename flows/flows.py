@@ -31,45 +31,20 @@ from flows.artifacts import (
     publish_runs_task,
     with_flow_log,
 )
-from flows.dispatch import RunOutcome, TerminalProgress, record_plan, run_grid
+from flows.dispatch import TerminalProgress, record_plan, run_grid
 from flows.grid import PlannedRun, expand_grid
+from flows.run_task import RunOutcome
 from flows.spec import (
-    RESERVED_NAMES,
     StudySpec,
-    StudySpecError,
     load_preset,
     load_spec,
     spec_hash,
 )
-from flows.writer import NO_SPACE, WRITER_LOCK, disk_full_line, study_writer, writer_timeout
+from flows.study_paths import StudyPaths
+from flows.writer import NO_SPACE, disk_full_line, study_writer, writer_timeout
+from formats.budget import MANIFEST_NAME
 from pipeline.manifest import BudgetManifest
 from pipeline.settings import get_settings
-
-
-@dataclass(frozen=True)
-class StudyPaths:
-    home: Path
-    study_dir: Path
-    runs_root: Path
-    db_path: Path
-    report_dir: Path
-
-    @classmethod
-    def of(cls, spec: StudySpec, home: str | Path | None = None) -> StudyPaths:
-        root = Path(home) if home else get_settings().home
-        root = root.resolve()
-        study_dir = (root / spec.name).resolve()
-        # The name pattern already forbids separators and dot-only names; a symlink planted in
-        # the home must not lead the study's writes elsewhere either.
-        if study_dir.parent != root or spec.name.lower() in RESERVED_NAMES:
-            raise StudySpecError(f"name: {spec.name!r} resolves to {study_dir}, outside {root}")
-        return cls(
-            root, study_dir, study_dir / "runs", study_dir / "results.duckdb", study_dir / "report"
-        )
-
-    @property
-    def lock_path(self) -> Path:
-        return self.study_dir / WRITER_LOCK
 
 
 @dataclass
@@ -224,7 +199,7 @@ def _other_spec_runs(paths: StudyPaths) -> int:
 
 def _manifest_path(manifest: BudgetManifest) -> Path:
     # manifest.json sits next to the budget's train files (docs/design.md artifact layout).
-    return Path(manifest.train_files[0]).parent / "manifest.json"
+    return Path(manifest.train_files[0]).parent / MANIFEST_NAME
 
 
 # ---- flows ---------------------------------------------------------------------------------
@@ -277,7 +252,7 @@ def sweep_flow(
     with study_writer(paths.lock_path, writer_timeout(wait)):
         manifests = build_budgets_task(spec, paths.home)
         outcomes = dispatch_task(
-            expand_grid(spec, manifests),
+            expand_grid(spec, manifests, torch_threads=get_settings().torch_threads),
             paths.runs_root,
             ray_address,
             num_cpus,

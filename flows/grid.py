@@ -8,14 +8,14 @@ provisional ids (the data paths and exact token counts are not known yet).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flows.dispatch import RunTask
+from flows.run_task import RunTask
 from flows.spec import Resources, StudySpec
-from pipeline.manifest import BudgetManifest
+from formats.budget import BudgetManifest, DataConfig
 from training_core.branches import branch_plans
-from training_core.config import DataConfig, RunConfig
+from training_core.config import RunConfig
 from training_core.data import TrainSchedule
 from training_core.flops import flops_per_token
 from training_core.model import ModelConfig, model_preset
@@ -73,18 +73,7 @@ def _epochs_for(spec: StudySpec, model: ModelConfig, name: str, unique: int) -> 
 
 def _data_configs(spec: StudySpec, manifests: list[BudgetManifest] | None) -> list[DataConfig]:
     if manifests is not None:
-        return [
-            DataConfig(
-                train_files=tuple(m.train_files),
-                val_files=tuple(m.val_files),
-                eval_mc_path=m.eval_mc_path,
-                token_dtype=m.token_dtype,
-                vocab_size=m.vocab_size,
-                unique_tokens=m.unique_tokens,
-                budget_id=m.budget_id,
-            )
-            for m in sorted(manifests, key=lambda m: m.unique_tokens)
-        ]
+        return [m.data_config() for m in sorted(manifests, key=lambda m: m.unique_tokens)]
     vocab = spec.budgets.tokenizer.vocab_size
     return [
         DataConfig(
@@ -97,8 +86,14 @@ def _data_configs(spec: StudySpec, manifests: list[BudgetManifest] | None) -> li
     ]
 
 
-def expand_grid(spec: StudySpec, manifests: list[BudgetManifest] | None = None) -> list[PlannedRun]:
-    """All runs of the study, ordered objective-major as a reader expects; None plans a dry run."""
+def expand_grid(
+    spec: StudySpec,
+    manifests: list[BudgetManifest] | None = None,
+    torch_threads: int | None = None,
+) -> list[PlannedRun]:
+    """All runs of the study, ordered objective-major as a reader expects; None plans a dry run.
+    ``torch_threads``: CPU threads of every run (``CROSSOVER_TORCH_THREADS``), else its cpus.
+    Threads change speed only: they are not part of the run id."""
     runs = []
     for data in _data_configs(spec, manifests):
         # The embedding has one extra row: the DLM mask token (AR keeps it so shapes match).
@@ -107,9 +102,16 @@ def expand_grid(spec: StudySpec, manifests: list[BudgetManifest] | None = None) 
             for name, model in models.items():
                 for epochs in _epochs_for(spec, model, name, data.unique_tokens):
                     for seed in spec.seeds:
-                        runs.append(_planned(spec, data, objective, name, model, epochs, seed))
+                        run = _planned(spec, data, objective, name, model, epochs, seed)
+                        if torch_threads is not None:  # not hashed: the run id stays
+                            run = replace(run, config=_with_threads(run.config, torch_threads))
+                        runs.append(run)
     runs.sort(key=lambda r: (r.objective, list(spec.models).index(r.model_name), r.unique_tokens))
     return runs
+
+
+def _with_threads(config: RunConfig, threads: int) -> RunConfig:
+    return RunConfig.model_validate({**config.model_dump(), "threads": threads})
 
 
 def _planned(

@@ -14,15 +14,14 @@ comparison is the point of the study, so there is no per-objective override.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import describe_validation_error
+from formats.errors import describe_validation_error
+from formats.hashing import config_hash
 from pipeline.spec import BudgetSpec
 from training_core.config import EvalConfig, OptimConfig
 from training_core.model import list_presets
@@ -171,10 +170,10 @@ class StudySpec(BaseModel):
 
 
 def spec_hash(spec: StudySpec) -> str:
-    """Hash of everything in the spec but its description: each run records the hashes of the
-    specs that planned it (plan.json), and analysis uses the runs of the current one only."""
-    canonical = json.dumps(spec.model_dump(mode="json", exclude={"description"}), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """Hash of everything in the spec but its description and its fields at their defaults
+    (``formats.config_hash``: a field added later keeps old hashes): each run records the hashes
+    of the specs that planned it (plan.json), and analysis uses the runs of the current one only."""
+    return config_hash(spec, exclude={"description"})
 
 
 def _describe(err: ValidationError) -> str:

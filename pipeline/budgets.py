@@ -4,14 +4,20 @@ Layout under `root/<spec_hash>/` (docs/design.md): tokenizer.json, heldout/ (val
 shared by every budget), eval_mc.parquet, budget_<N>/ (train.ds, train.ds.index, manifest.json),
 documents.parquet (per-document audit: hash, split, tokens, smallest budget holding it).
 
-Atomicity: everything is written into `root/.tmp-<spec_hash>-<pid>-<rand>/` and renamed to
+Atomicity: everything is written into `root/.tmp-<spec_hash>-<rand>/` and renamed to
 `root/<spec_hash>` only after the COMPLETE marker is written, so a crash leaves only a temp dir
-that no reader trusts (and the next build of that spec deletes).
+that no reader trusts.
+
+One builder per spec: the build holds an OS file lock, `root/.lock-<spec_hash>` (`filelock`),
+from its check for a finished build to the rename. A second builder (another process, or another
+node on the shared volume) waits for it and then loads what it built. Temp dirs of the spec are
+deleted only while holding the lock, when no live builder can own them; the lock dies with its
+process, so a crashed builder's temp dir goes at the next build. (Process ids, used before, are
+per host: a builder on one node took another node's live build for a crashed one.)
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
@@ -19,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from formats.budget import budget_dir
 from pipeline.errors import PipelineError
 from pipeline.manifest import MANIFEST_NAME, BudgetManifest, load_manifest, write_manifest
 from pipeline.spec import BudgetSpec
@@ -52,19 +60,25 @@ def _complete(spec_dir: Path) -> bool:
 
 
 def _load_built(spec_dir: Path, spec: BudgetSpec) -> list[BudgetManifest]:
-    return [load_manifest(spec_dir / f"budget_{n}" / MANIFEST_NAME) for n in spec.sizes]
+    return [load_manifest(budget_dir(spec_dir, n) / MANIFEST_NAME) for n in spec.sizes]
 
 
 def _remove_stale_temp_dirs(root: Path, spec_hash: str) -> None:
-    """Temp dirs of this spec whose builder process is gone (crashed): never trusted, so delete."""
+    """Temp dirs of this spec: called with the spec's lock held, so no live builder owns one
+    (they are a crashed builder's leftovers, never trusted)."""
     for tmp in root.glob(f".tmp-{spec_hash}-*"):
-        try:
-            pid = int(tmp.name.split("-")[2])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _spec_lock(root: Path, spec_hash: str, say: Progress) -> FileLock:
+    """The spec's build lock, acquired (waits for another builder, saying so once)."""
+    lock = FileLock(root / f".lock-{spec_hash}")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"waiting for another builder of spec {spec_hash} ({lock.lock_file})")
+        lock.acquire()
+    return lock
 
 
 def build_budgets(
@@ -80,28 +94,33 @@ def build_budgets(
     if _complete(final):
         say(f"spec {spec_hash} already built at {final}; skipping")
         return _load_built(final, spec)
-    if final.exists():  # no marker: not ours to trust (e.g. copied by hand); rebuild
-        shutil.rmtree(final)
     check_inputs(spec)
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_dirs(root, spec_hash)
-    tmp = root / f".tmp-{spec_hash}-{os.getpid()}-{secrets.token_hex(4)}"
+    lock = _spec_lock(root, spec_hash, say)
+    try:
+        if _complete(final):  # built by the builder we waited for
+            say(f"spec {spec_hash} built by another process at {final}; using it")
+            return _load_built(final, spec)
+        if final.exists():  # no marker: not ours to trust (e.g. copied by hand); rebuild
+            shutil.rmtree(final)
+        _remove_stale_temp_dirs(root, spec_hash)
+        _build_locked(spec, root / f".tmp-{spec_hash}-{secrets.token_hex(4)}", final, say)
+    finally:
+        lock.release()
+    say(f"built spec {spec_hash} at {final}")
+    return _load_built(final, spec)
+
+
+def _build_locked(spec: BudgetSpec, tmp: Path, final: Path, say: Progress) -> None:
+    """Build into ``tmp``, mark it complete and rename it to ``final`` (the lock is held)."""
     tmp.mkdir()
     try:
         _build_into(spec, tmp, final, say)
         (tmp / COMPLETE_MARKER).write_text(datetime.now(UTC).isoformat())
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _complete(final):
-                raise
-            say(f"another process finished spec {spec_hash} first; using its budgets")
-            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"built spec {spec_hash} at {final}")
-    return _load_built(final, spec)
 
 
 def check_inputs(spec: BudgetSpec) -> None:
@@ -205,7 +224,7 @@ def _build_into(spec: BudgetSpec, tmp: Path, final: Path, say: Progress) -> None
     tok_sha = file_sha256(tok_path)
     itemsize = np.dtype(dtype).itemsize
     for size, k in zip(spec.sizes, n_docs, strict=True):
-        bdir = tmp / f"budget_{size}"
+        bdir = budget_dir(tmp, size)
         bdir.mkdir()
         n_tokens = int(pool_ends[k - 1])
         with open(pool_file, "rb") as src, open(bdir / _TRAIN_FILE, "wb") as dst:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from formats.budget import MANIFEST_NAME
 from pipeline.errors import OneLineArgumentParser, PipelineError, describe_validation_error
 from pipeline.spec import BudgetSpec
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "documents": m.n_documents,
             "val_tokens": m.val_tokens,
             "vocab": m.vocab_size,
-            "manifest": str(Path(m.train_files[0]).parent / "manifest.json"),
+            "manifest": str(Path(m.train_files[0]).parent / MANIFEST_NAME),
         }
         print(json.dumps(summary))
     m = manifests[-1]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from formats.hashing import ID_HEX, sha256_hex
 
 # Bump when the builder's output changes for the same spec, so old budgets are not trusted.
 PIPELINE_VERSION = 1
@@ -162,5 +163,4 @@ class BudgetSpec(_Frozen):
         if tok_path is not None and Path(tok_path).is_file():
             # A tokenizer file edited in place must not reuse budgets built with the old one.
             payload["tokenizer_sha256"] = hashlib.sha256(Path(tok_path).read_bytes()).hexdigest()
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return sha256_hex(payload)[:ID_HEX]

@@ -26,9 +26,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from training_core.run_io import EVALS_FILE, METRICS_FILE
+from formats.run_dir import CKPT_DIR, EVALS_FILE, METRICS_FILE
 
-CKPT_DIR = "ckpt"
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optim.safetensors", "state.json"
 MANIFEST_FILE = "manifest.json"
 EVENTS_FILE = "checkpoint_events.jsonl"

@@ -1,7 +1,9 @@
 """Run configuration: one frozen, hashable record of everything that determines a training run.
 
-``RunConfig.run_id`` is the first 16 hex digits of the sha256 of the canonical JSON, so two runs
-with the same config share a run directory (skip when finished, resume when interrupted).
+``RunConfig.run_id`` is the first 16 hex digits of the sha256 of the canonical JSON of the fields
+not at their defaults (``formats.config_hash``), so two runs with the same config share a run
+directory (skip when finished, resume when interrupted) and a field added later at its default
+keeps every earlier id. ``DataConfig`` (the budget a run reads) is ``formats.DataConfig``.
 Everything that changes results lives here; things that only change speed or logging
 (``threads``, ``checkpoint_every_steps``) are here too because a user should see them, but they are
 excluded from the hash so a rerun on another machine finds the same run directory.
@@ -9,14 +11,14 @@ excluded from the hash so a rerun on another machine finds the same run director
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from formats.budget import DataConfig
+from formats.errors import describe_validation_error
+from formats.hashing import config_hash
 from training_core.model import ModelConfig
 from training_core.objectives import ObjectiveConfig
 
@@ -116,29 +118,6 @@ class EvalConfig(BaseModel):
     )
 
 
-class DataConfig(BaseModel):
-    """Where the budget's tokens are; mirrors the fields of ``pipeline.BudgetManifest``."""
-
-    model_config = _FROZEN
-
-    train_files: tuple[str, ...] = Field(min_length=1)
-    val_files: tuple[str, ...] = Field(default=())
-    eval_mc_path: str | None = None
-    token_dtype: Literal["uint16", "uint32"] = "uint16"
-    vocab_size: int = Field(ge=2, description="Tokenizer vocab; the mask id is vocab_size.")
-    unique_tokens: int = Field(ge=1, description="Exact train token count of the budget.")
-    budget_id: str = ""
-
-    @classmethod
-    def from_manifest(cls, manifest: Any) -> DataConfig:
-        """From a ``pipeline.BudgetManifest`` (or its JSON dict): the fields share their names.
-
-        Duck-typed so training_core never imports pipeline/.
-        """
-        get = manifest.get if isinstance(manifest, dict) else lambda k: getattr(manifest, k)
-        return cls(**{name: get(name) for name in cls.model_fields})
-
-
 class RunConfig(BaseModel):
     """Everything a training run needs; see docs/design.md "training_core: train_run"."""
 
@@ -190,9 +169,7 @@ class RunConfig(BaseModel):
 
     @property
     def run_id(self) -> str:
-        payload = self.model_dump(mode="json", exclude=set(_NOT_HASHED))
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return config_hash(self, exclude=set(_NOT_HASHED))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -200,7 +177,8 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(_describe(err)) from err
+            lines = describe_validation_error(err, cls).replace("\n", "\n  ")
+            raise ConfigError(f"invalid RunConfig:\n  {lines}") from err
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
@@ -214,17 +192,3 @@ class RunConfig(BaseModel):
 
 class ConfigError(ValueError):
     """A config that failed validation; the message lists ``field.path: problem`` per error."""
-
-
-def _describe(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        path, msg = ".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, ")
-        # Our validators start their message with the field they blame ("warmup: ..."); splice
-        # it onto the location so every line reads "optim.warmup: ...".
-        named = re.match(r"([A-Za-z_][\w.]*): (.*)", msg, flags=re.DOTALL)
-        if named:
-            path = f"{path}.{named[1]}" if path else named[1]
-            msg = named[2]
-        lines.append(f"{path or '<root>'}: {msg}")
-    return "invalid RunConfig:\n  " + "\n  ".join(lines)

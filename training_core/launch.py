@@ -21,7 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from training_core import distributed
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from training_core import data_parallel
 from training_core.config import RunConfig
 
 WATCH_PID_ENV = "TRAINING_CORE_WATCH_PID"
@@ -60,21 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@record  # an exception is written to TORCHELASTIC_ERROR_FILE (torchrun sets it per rank)
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train (or resume, or skip) the run; returns the exit status (0: completed)."""
+    """Train (or resume, or skip) the run; returns the exit status (0: completed).
+
+    An exception leaves through ``@record``: torch elastic writes it (message, traceback) to the
+    rank's error file, and torchrun copies the first failing rank's file to its own
+    ``TORCHELASTIC_ERROR_FILE``, where ``flows.torchrun`` reads the reason of a run that died
+    before rank 0 could write result.json."""
     args = build_parser().parse_args(argv)
     cfg = RunConfig.model_validate_json(args.config.read_text())
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         exit_with_owners()
-    started = distributed.init_from_env()
+    started = data_parallel.init_from_env()
     from training_core.trainer import train_run
 
     # An exception propagates without the closing barrier: the process exits non-zero and torchrun
     # stops the other ranks (a barrier here would wait for ranks stuck in a collective).
     result = train_run(cfg, args.run_dir)
-    is_main = distributed.current().is_main
+    is_main = data_parallel.current().is_main
     if started:
-        distributed.shutdown()
+        data_parallel.shutdown()
     if is_main and result.status != "completed":
         print(f"run {cfg.run_id} failed: {result.failure_reason}", file=sys.stderr)
     return 0 if result.status == "completed" else 1

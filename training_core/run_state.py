@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule
-from training_core.distributed import Parallel
+from training_core.data_parallel import Parallel
 from training_core.evaluation import EvalData
 
 STATE_KEYS = ("step", "samples", "flops", "branch_flops", "train_wall_s", "wall_s", "nonfinite")
@@ -54,6 +55,9 @@ class Run:
     eval_data: EvalData
     fpt: float  # training FLOPs per token
     started_at: str
+    scheduler: LambdaLR | None = (
+        None  # torch LambdaLR of the main schedule (schedule.main_scheduler)
+    )
     par: Parallel = field(default_factory=Parallel)  # one process unless launched by torchrun
     progress: Progress = field(default_factory=Progress)
     last_ckpt_step: int = -1

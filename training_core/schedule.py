@@ -1,11 +1,20 @@
 """Learning-rate schedules as pure functions of the step: warmup+cosine and warmup-stable-decay.
 
-Being pure in (step, total_steps, cfg) is what makes resume exact: nothing to checkpoint.
+The trainer applies them through ``torch.optim.lr_scheduler.LambdaLR`` (``main_scheduler``,
+``cooldown_scheduler``): the scheduler multiplies each group's base rate (the peak ``cfg.lr``) by
+``lr_at(step) / peak``. Being pure in (step, total_steps, cfg) is what makes resume exact: the
+scheduler's only state is its step counter, which the checkpoint already holds, so a resumed run
+rebuilds the scheduler at its step instead of checkpointing it (``LambdaLR.state_dict`` cannot
+save a closure anyway), and an evaluation branch rebuilds the main one when it is done.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from training_core.config import OptimConfig
 
@@ -62,3 +71,37 @@ def cooldown_lr(k: int, n: int, start: float, floor: float, shape: str = "linear
     if shape == "1-sqrt":
         return floor + (start - floor) * (1.0 - math.sqrt(progress))
     raise ValueError(f"decay: unknown cooldown shape {shape!r}; choose 'linear' or '1-sqrt'")
+
+
+def main_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, cfg: OptimConfig, start_step: int = 0
+) -> LambdaLR:
+    """The run's schedule from step ``start_step`` on: the optimizer's rate is ``lr_at(step)``
+    until the scheduler is stepped after the optimizer (steps past the end keep the last rate)."""
+    last = max(total_steps - 1, 0)
+    return _scheduler(
+        optimizer, cfg.lr, lambda s: lr_at(min(s, last), total_steps, cfg), start_step
+    )
+
+
+def cooldown_scheduler(
+    optimizer: torch.optim.Optimizer, peak: float, n: int, start: float, floor: float, shape: str
+) -> LambdaLR:
+    """An evaluation branch's ``n``-step cooldown from ``start`` to ``floor`` (``cooldown_lr``)."""
+    last = max(n - 1, 0)
+    return _scheduler(optimizer, peak, lambda k: cooldown_lr(min(k, last), n, start, floor, shape))
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer,
+    peak: float,
+    rate: Callable[[int], float],
+    start_step: int = 0,
+) -> LambdaLR:
+    """``LambdaLR`` over the absolute rate function ``rate``: the base rate of every group is the
+    peak (set here, so a checkpoint's stale group rate never becomes the base), the multiplier
+    ``rate(step) / peak``. Built at ``start_step`` (``last_epoch = start_step - 1``: the
+    constructor steps once), the optimizer's rate is ``rate(start_step)`` at once."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = peak
+    return LambdaLR(optimizer, lambda step: rate(step) / peak, last_epoch=start_step - 1)

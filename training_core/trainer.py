@@ -24,21 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
-from training_core import distributed, run_io
+from training_core import data_parallel, hooks, run_io, sharded_checkpoint
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
-from training_core.distributed import Parallel
+from training_core.data_parallel import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
-from training_core.faults import hold_if_asked, hold_in_branch_if_asked
 from training_core.flops import flops_per_token, param_counts
 from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_io import RunResult
 from training_core.run_state import STATE_KEYS, Progress, Run
-from training_core.schedule import cooldown_lr, lr_at
+from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
@@ -58,11 +58,11 @@ def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = No
     """Train ``cfg`` in ``run_dir``: skip if completed, resume if checkpointed (docs/design.md).
 
     Inside an initialised process group of several ranks (``training_core.launch``), every rank
-    calls this; the model is FSDP2-sharded and rank 0 alone writes files (``distributed.py``).
+    calls this; the model is FSDP2-sharded and rank 0 alone writes files (``data_parallel.py``).
     ``on_progress`` then runs on every rank and must decide the same way on all of them.
     """
     run_dir = Path(run_dir)
-    par = distributed.current()
+    par = data_parallel.current()
     _check_owner(cfg, run_dir)
     done = run_io.read_result(run_dir)
     par.barrier()  # every rank has read result.json before rank 0 may remove a failed one
@@ -121,12 +121,12 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         torch.set_num_threads(cfg.threads)
     device = _resolve_device(cfg.device)
     if par.active:
-        device = distributed.device_for(device)
+        device = data_parallel.device_for(device)
     torch.manual_seed(cfg.seed)  # the model's initial weights (the same full model on every rank)
     with torch.device(device):  # initialise in place: no CPU copy of a large model
         model = Transformer(cfg.model)
     if par.active:  # before the optimizer: sharding replaces the parameters
-        model = distributed.shard_model(model, cfg, device, par)
+        model = data_parallel.shard_model(model, cfg, device, par)
     if par.active and cfg.loss_impl != "plain":  # the sharded LM head is only whole in forward
         raise ValueError(f"loss_impl: {cfg.loss_impl!r} is single-process only; use 'plain'")
     objective = build_objective(cfg.objective, cfg.mask_id, cfg.loss_impl)
@@ -164,6 +164,7 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         par=par,
     )
     _maybe_resume(run)
+    run.scheduler = main_scheduler(optimizer, sched.total_steps, cfg.optim, run.progress.step)
     if cfg.compile and not par.active:  # sharded runs compile per block in apply_fsdp
         run.model = torch.compile(model)
     return run
@@ -173,7 +174,7 @@ def _maybe_resume(run: Run) -> None:
     ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
     if ckpt is None:
         return
-    load = distributed.load_checkpoint if run.par.active else load_checkpoint
+    load = sharded_checkpoint.load_checkpoint if run.par.active else load_checkpoint
     state = load(ckpt, run.model, run.optimizer)
     p = run.progress
     for key in STATE_KEYS:
@@ -241,8 +242,8 @@ def _train_step(run: Run) -> None:
     """One main-run optimizer step: the scheduled learning rate, then progress and metrics."""
     p, cfg = run.progress, run.cfg
     step = p.step
-    lr = lr_at(step, run.sched.total_steps, cfg.optim)
-    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, lr)
+    lr = run.scheduler.get_last_lr()[0]  # lr_at(step): the scheduler stands at this step
+    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, run.scheduler)
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
         p.nonfinite += 1
         _check_nonfinite(p.nonfinite, cfg.max_nonfinite, train_loss, grad_norm, step)
@@ -263,13 +264,13 @@ def _train_step(run: Run) -> None:
     )
 
 
-def _optimizer_step(run: Run, step: int, lr: float) -> tuple[float, float, int, float]:
-    """Train on the batch and noise of ``step`` at rate ``lr`` over ``grad_accum`` micro-batches;
-    a non-finite loss or gradient skips the update. Returns (loss, grad norm, tokens, seconds)."""
+def _optimizer_step(run: Run, step: int, scheduler: LRScheduler) -> tuple[float, float, int, float]:
+    """Train on the batch and noise of ``step`` at the rate ``scheduler`` stands at, over
+    ``grad_accum`` micro-batches, then step the scheduler (a skipped update still moves the
+    schedule on); a non-finite loss or gradient skips the update. Returns (loss, grad norm,
+    tokens, seconds)."""
     cfg = run.cfg
     t0 = time.perf_counter()
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
     tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
     if run.device.type == "cuda":
         tokens = tokens.pin_memory()  # lets the copies below overlap with compute
@@ -293,6 +294,7 @@ def _optimizer_step(run: Run, step: int, lr: float) -> tuple[float, float, int, 
     if math.isfinite(train_loss) and math.isfinite(grad_norm):
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
     return train_loss, grad_norm, tokens.numel(), time.perf_counter() - t0
 
 
@@ -330,34 +332,38 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
     p, cfg = run.progress, run.cfg
     if run.par.active:
-        distributed.reshard(run.model)
+        data_parallel.reshard(run.model)
     snapshot = take_snapshot(run.model, run.optimizer)
     start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
     floor = cfg.optim.lr * cfg.optim.min_lr_ratio
+    cooldown = cooldown_scheduler(
+        run.optimizer, cfg.optim.lr, plan.cooldown_steps, start, floor, cfg.eval.decay
+    )
     flops, nonfinite = 0.0, 0
     for k in range(plan.cooldown_steps):
-        lr = cooldown_lr(k, plan.cooldown_steps, start, floor, cfg.eval.decay)
-        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, lr)
+        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, cooldown)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             nonfinite += 1
             _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
         flops += run.fpt * n_tokens
-        hold_in_branch_if_asked(
+        hooks.after_branch_step(
             plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
         )
     p.branch_flops += flops
     samples = run.sched.samples_after(plan.end_step - 1)
     _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
     if run.par.active:
-        distributed.reshard(run.model)  # restore the shards, not a stale unsharded copy
+        data_parallel.reshard(run.model)  # restore the shards, not a stale unsharded copy
     restore_snapshot(snapshot, run.model, run.optimizer)
+    # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
+    run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
 
 
 def _clip(run: Run) -> float:
     params = [q for q in run.model.parameters() if q.grad is not None]
     clip = run.cfg.optim.grad_clip
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-    return distributed.full_norm(norm)
+    return data_parallel.full_norm(norm)
 
 
 def _eval(
@@ -405,13 +411,13 @@ def _checkpoint(run: Run) -> None:
     _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
     run.progress.wall_s = run.wall_s()
     if run.par.active:
-        distributed.save_checkpoint(
+        sharded_checkpoint.save_checkpoint(
             run.run_dir, run.model, run.optimizer, run.progress.state(), run.par
         )
     else:
         save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
     run.last_ckpt_step = run.progress.step
-    hold_if_asked(run.progress.step, resumed=run.resumed_from is not None)
+    hooks.after_checkpoint(run.progress.step, resumed=run.resumed_from is not None)
 
 
 def _progress_event(run: Run) -> dict[str, Any]:

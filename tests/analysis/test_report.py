@@ -22,6 +22,7 @@ SECTIONS = {
     "law-fits",
     "law-params",
     "critical-compute",
+    "frontier",
     "plan",
     "divergence",
     "runs",

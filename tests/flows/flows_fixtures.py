@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import ray
 
-from flows.dispatch import RunTask, connect_ray
+from flows.dispatch import connect_ray
 from flows.grid import expand_grid
+from flows.run_task import RunTask
 
 
 def embedded_ray(env: Mapping[str, str] | None = None) -> Iterator[None]:

@@ -24,7 +24,8 @@ from flows.artifacts import (
     results_markdown,
     run_rows,
 )
-from flows.dispatch import GridProgress, RunOutcome, read_status
+from flows.dispatch import GridProgress, read_status
+from flows.run_task import RunOutcome
 
 
 def test_artifact_key_is_what_prefect_accepts() -> None:

@@ -31,6 +31,41 @@ def test_dry_run_prints_grid_without_running(tmp_path: Path, cli_env: dict) -> N
     assert not (tmp_path / "paper-full").exists()
 
 
+# Runs the CLI in a process where importing Ray or Prefect fails, then reports what was imported.
+_NO_RAY = """
+import importlib.abc, json, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ray", "prefect"):
+            raise ImportError(f"dry run imported {name}")
+sys.meta_path.insert(0, Blocker())
+from flows.cli import main
+code = main(sys.argv[1:])
+print(json.dumps([m for m in ("ray", "prefect") if m in sys.modules]))
+sys.exit(code)
+"""
+
+
+def test_dry_run_never_imports_ray_or_prefect(
+    tmp_path: Path, cli_env: dict, smoke_budgets: tuple[Path, list]
+) -> None:
+    # Built budgets too (the dry run then reads their manifests for the final run ids).
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "budgets").symlink_to(smoke_budgets[0], target_is_directory=True)
+    args = ["run", "sweep", "--preset", "smoke", "--dry-run", "--home", str(home)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_RAY, *args],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert "4 runs" in proc.stdout and "provisional" not in proc.stdout
+
+
 def test_bad_spec_exits_2_naming_the_field(tmp_path: Path, cli_env: dict) -> None:
     study = tmp_path / "study.yaml"
     study.write_text("name: x\nbudgets: {sizes: [100]}\nmodels: [tiny, xxl]\nepochs: [1]\n")

@@ -1,9 +1,10 @@
 """Resume after kill -9 on a real embedded Ray, single-process and under torchrun.
 
-This module's Ray gives its workers ``HOLD_ENV`` = 10: a run that starts fresh stops training
-right after its checkpoint of step 10 and waits there, so the kill always lands mid-run (never
-after the run has finished, however loaded the machine). The retry resumes from that checkpoint,
-and a resumed run never holds, so it trains to the end.
+This module's Ray gives its workers the test hold plugin (tests/fault_plugin) and ``HOLD_ENV``
+= 10: a run that starts fresh stops training right after its checkpoint of step 10 and waits
+there, so the kill always lands mid-run (never after the run has finished, however loaded the
+machine). The retry resumes from that checkpoint, and a resumed run never holds, so it trains to
+the end.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from crossover_fault_plugin import HOLD_ENV, plugin_pythonpath
 from flows_fixtures import embedded_ray, smoke_tasks
 
-from flows.dispatch import RunTask, run_grid
+from flows.dispatch import run_grid
+from flows.run_task import RunTask
 from training_core.checkpoint import checkpoint_step
-from training_core.faults import HOLD_ENV
 
 HOLD_AT = 10  # a multiple of checkpoint_every_steps below, before the first eval's checkpoint
 
 
 @pytest.fixture(scope="module")
 def held_ray() -> Iterator[None]:
-    yield from embedded_ray(env={HOLD_ENV: str(HOLD_AT)})
+    yield from embedded_ray(env={"PYTHONPATH": plugin_pythonpath(), HOLD_ENV: str(HOLD_AT)})
 
 
 def test_kill_9_mid_run_resumes_from_checkpoint(

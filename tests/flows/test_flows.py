@@ -105,8 +105,8 @@ def test_full_disk_mid_run_names_the_run_dir_and_the_rerun_resumes(
     import pyarrow.parquet as pq
     from trainer_fixtures import tiny_config, tiny_data
 
-    from flows.dispatch import RunOutcome
     from flows.flows import _explain_disk_full
+    from flows.run_task import RunOutcome
     from training_core import run_io
     from training_core.checkpoint import checkpoint_step
     from training_core.trainer import train_run

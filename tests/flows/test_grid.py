@@ -96,7 +96,8 @@ def test_resources_by_model_size_reach_the_tasks(tmp_path: Path) -> None:
 
 
 def test_dry_run_table_totals_flops_and_prices_gpu_runs() -> None:
-    spec = parse_spec({**BASE, "epochs": [1], "resources": {"default": {"gpus": 1}}})
+    # Two epoch levels: a table that dropped the epochs factor would price both alike.
+    spec = parse_spec({**BASE, "epochs": [1, 4], "resources": {"default": {"gpus": 1}}})
     runs = expand_grid(spec)
     text = format_grid(runs)
     assert f"{len(runs)} runs, {sum(r.flops for r in runs):.3e} training FLOPs" in text
@@ -105,8 +106,12 @@ def test_dry_run_table_totals_flops_and_prices_gpu_runs() -> None:
     for run in runs:
         assert run.run_id in text
         causal = run.objective == "ar"
-        expected = flops_per_token(run.config.model, causal=causal) * run.unique_tokens
-        assert run.flops == pytest.approx(expected)
+        fpt = flops_per_token(run.config.model, causal=causal)
+        assert run.flops == pytest.approx(fpt * run.unique_tokens * run.epochs)
+    by_epochs = {(r.objective, r.model_name, r.unique_tokens, r.epochs): r.flops for r in runs}
+    for (objective, model, unique, epochs), flops in by_epochs.items():
+        if epochs == 4:
+            assert flops == pytest.approx(4 * by_epochs[(objective, model, unique, 1)])
 
 
 def test_dry_run_shows_what_evaluation_branches_cost() -> None:
@@ -134,3 +139,18 @@ def test_dry_run_shows_what_evaluation_branches_cost() -> None:
         spec.model_copy(update={"eval": spec.eval.model_copy(update={"branches": False})})
     )
     assert plain[0].branch_flops == 0 and "evaluation branches" not in format_grid(plain)
+
+
+def test_torch_threads_setting_reaches_every_run_and_keeps_the_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("CROSSOVER_TORCH_THREADS", "3")
+    threads = get_settings().torch_threads  # what the sweep flow passes
+    assert threads == 3
+    spec = parse_spec({**BASE, "epochs": [2], "resources": {"default": {"cpus": 2}}})
+    plain, threaded = expand_grid(spec), expand_grid(spec, torch_threads=threads)
+    assert {r.config.threads for r in plain} == {2}  # default: the run's cpus
+    assert {r.config.threads for r in threaded} == {3}
+    assert [r.run_id for r in plain] == [r.run_id for r in threaded]

@@ -114,3 +114,17 @@ def test_spec_hash_changes_with_the_grid_not_the_description() -> None:
     base = parse_spec(_with())
     assert spec_hash(base) == spec_hash(parse_spec(_with(description="words")))
     assert spec_hash(base) != spec_hash(parse_spec(_with(optim={"lr": 2e-3})))
+
+
+def test_spec_hash_keeps_its_value_when_a_field_is_added_at_its_default() -> None:
+    from flows.spec import StudySpec, spec_hash
+
+    class LaterSpec(StudySpec):
+        warmup_budget: int = 0  # a later release's field, its default the old behaviour
+
+    base = parse_spec(_with())
+    later = LaterSpec.model_validate(_with())
+    assert spec_hash(later) == spec_hash(base)
+    assert spec_hash(later.model_copy(update={"warmup_budget": 5})) != spec_hash(base)
+    # Given explicitly at its default, a field hashes as if it were left out.
+    assert spec_hash(parse_spec(_with(max_retries=2))) == spec_hash(base)

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+from crossover_fault_plugin import RAISE_ON_RANK_ENV, plugin_pythonpath
 from torch.distributed.run import get_args_parser
 from trainer_fixtures import tiny_config, tiny_data  # tests/training_core, on sys.path (conftest)
 
@@ -42,7 +44,7 @@ def test_two_process_run_completes_with_progress(tmp_path: Path) -> None:
 
 def test_failure_without_result_records_the_log_tail(tmp_path: Path) -> None:
     # model_copy skips validation: the launcher rejects this config before train_run starts,
-    # so no rank writes a result.json and the failure text must come from torchrun's log.
+    # so no rank writes a result.json and the failure text must come from the ranks' error file.
     cfg = _tiny_run(tmp_path, epochs=-1.0)
     result = train_torchrun(cfg, tmp_path / "run", 2, 1, lambda info: None)
     assert result["status"] == "failed"
@@ -50,3 +52,20 @@ def test_failure_without_result_records_the_log_tail(tmp_path: Path) -> None:
     assert "ValidationError" in result["failure_reason"] and "epochs" in result["failure_reason"]
     stored = json.loads((tmp_path / "run" / "result.json").read_text())
     assert stored["failure_reason"] == result["failure_reason"]
+
+
+def test_a_rank_that_raises_gives_the_run_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rank 1 raises after its first checkpoint (the test fault plugin): rank 0 alone writes
+    # result.json and never gets there, so the reason is rank 1's, from torch elastic's error file.
+    cfg = _tiny_run(tmp_path, checkpoint_every_steps=1)
+    monkeypatch.setenv("PYTHONPATH", plugin_pythonpath())  # the ranks inherit it
+    monkeypatch.setenv(RAISE_ON_RANK_ENV, "1")
+    result = train_torchrun(cfg, tmp_path / "run", 2, 1, lambda info: None)
+    assert result["status"] == "failed"
+    reason = result["failure_reason"]
+    assert reason.startswith("torchrun exited with status 1: RuntimeError: planted failure")
+    assert "on rank 1 after the checkpoint of 1" in reason
+    stored = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert stored["failure_reason"] == reason

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from crossover_fault_plugin import HOLD_ENV, plugin_env
 from filelock import FileLock
 
 from flows.watchdog import alive, descendants
-from training_core.faults import HOLD_ENV
 
 WAIT_S = 600.0  # generous: a loaded 2-core machine starts Prefect and Ray in tens of seconds
 
@@ -74,7 +74,7 @@ def test_sweep_listens_on_loopback_only_and_its_children_die_with_it(
 ) -> None:
     home = home_with_budgets
     log = home / "sweep.log"
-    env = {**cli_env, HOLD_ENV: "1"}
+    env = plugin_env(cli_env, {HOLD_ENV: "1"})
     args = ["run", "sweep", "--preset", "smoke", "--home", str(home), "--num-cpus", "2"]
     with log.open("w") as out:
         sweep = subprocess.Popen(

@@ -1,13 +1,18 @@
-"""Structure checks for the cluster configuration under infra/: each file parses and has the keys
-its tool needs, and the pieces agree with each other (image, Ray version, GPU resources)."""
+"""The cluster configuration under infra/: each manifest validates against its tool's schema
+(Ray's own launcher schema; KubeRay's RayCluster and the Compose service keys as written in
+infra_schemas.py), and the pieces agree with each other (image, Ray version, GPU resources)."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from pathlib import Path
 
+import jsonschema
 import ray
 import yaml
+from infra_schemas import COMPOSE_SCHEMA, RAYCLUSTER_SCHEMA
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 IMAGE = "ghcr.io/dlm-crossover/dlm-crossover:latest"
@@ -146,3 +151,42 @@ def test_no_default_secrets_and_no_open_unauthenticated_dashboard() -> None:
     assert cluster["spec"]["authOptions"] == {"mode": "token"}
     assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
     assert "0.0.0.0" not in (INFRA / "k8s" / "raycluster.yaml").read_text()
+
+
+# ---- the manifests against their schemas -------------------------------------------------------
+
+
+def _errors(schema: dict, doc: object) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def _ray_schema() -> dict:
+    return json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+
+
+def test_ray_launcher_config_validates_against_rays_own_schema() -> None:
+    cfg = yaml.safe_load((INFRA / "ray" / "cluster.yaml").read_text())
+    assert _errors(_ray_schema(), cfg) == []
+    # The schema is strict: a misspelt key is an error, not a silently ignored field.
+    assert _errors(_ray_schema(), {**cfg, "max_worker": 3})
+
+
+def test_kuberay_manifest_validates_against_the_raycluster_schema() -> None:
+    cluster = next(
+        d for d in _load_all(INFRA / "k8s" / "raycluster.yaml") if d["kind"] == "RayCluster"
+    )
+    assert _errors(RAYCLUSTER_SCHEMA, cluster) == []
+    broken = copy.deepcopy(cluster)
+    broken["spec"]["workerGroupSpecs"][0]["rayStartParams"]["num-gpus"] = 1  # not a string
+    broken["spec"]["headGroupSpec"]["rayStartparams"] = {}  # misspelt: Kubernetes would prune it
+    assert len(_errors(RAYCLUSTER_SCHEMA, broken)) == 2
+
+
+def test_prefect_compose_validates_against_the_compose_schema() -> None:
+    compose = yaml.safe_load((INFRA / "prefect" / "docker-compose.yml").read_text())
+    assert _errors(COMPOSE_SCHEMA, compose) == []
+    broken = copy.deepcopy(compose)
+    broken["services"]["prefect-server"]["depends_on"]["postgres"]["condition"] = "healthy"
+    broken["services"]["worker"]["enviroment"] = {}
+    assert len(_errors(COMPOSE_SCHEMA, broken)) == 2

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from filelock import FileLock
 from pipeline_corpora import make_texts, tree_spec, write_tree
 from tokenizers import Tokenizer
 
@@ -146,7 +149,8 @@ def test_crash_leaves_nothing_trusted(tree_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline.evalset, "write_eval_set", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_budgets(spec, root=tmp_path)
-    assert list(tmp_path.iterdir()) == []  # neither a final dir nor a temp dir remains
+    # Neither a final dir nor a temp dir remains (the spec's lock file stays: it is empty).
+    assert [p.name for p in tmp_path.iterdir()] == [f".lock-{spec.spec_hash}"]
     monkeypatch.undo()
     # leftovers of a killed builder (dead pid) and an unmarked final dir are never trusted
     stale = tmp_path / f".tmp-{spec.spec_hash}-999999999-dead"
@@ -157,6 +161,69 @@ def test_crash_leaves_nothing_trusted(tree_corpus, tmp_path, monkeypatch):
     assert not stale.exists()
     assert (tmp_path / spec.spec_hash / COMPLETE_MARKER).is_file()
     assert manifests[0].unique_tokens >= 3000
+
+
+def _build_in_thread(spec, root: Path, said: list[str]) -> tuple[threading.Thread, list]:
+    out: list = []
+
+    def build() -> None:
+        try:
+            out.append(build_budgets(spec, root=root, progress=said.append))
+        except BaseException as err:  # surfaced by the test's assertions
+            out.append(err)
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _wait_for(said: list[str], text: str, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 600  # generous: never a timed assertion on a loaded machine
+    while not any(text in line for line in said):
+        assert thread.is_alive(), f"builder ended without saying {text!r}: {said}"
+        assert time.monotonic() < deadline, f"builder never said {text!r}: {said}"
+        time.sleep(0.05)
+
+
+def test_a_live_build_elsewhere_is_waited_for_never_deleted(tree_corpus, tmp_path):
+    # Another node builds the same spec on the shared volume: it holds the spec's lock and has a
+    # temp dir whose pid means nothing on this host. This builder must wait, not delete it.
+    spec = tree_spec(tree_corpus)
+    tmp_path.mkdir(exist_ok=True)
+    theirs = tmp_path / f".tmp-{spec.spec_hash}-1-othernode"
+    (theirs / "budget_3000").mkdir(parents=True)
+    other = FileLock(tmp_path / f".lock-{spec.spec_hash}")
+    other.acquire()
+    said: list[str] = []
+    try:
+        thread, out = _build_in_thread(spec, tmp_path, said)
+        _wait_for(said, "waiting for another builder", thread)
+        assert theirs.is_dir() and not (tmp_path / spec.spec_hash).exists()
+    finally:
+        other.release()  # the other node's builder died without finishing
+    thread.join(timeout=600)
+    assert not thread.is_alive() and not isinstance(out[0], BaseException), out
+    assert not theirs.exists()  # a dead builder's leftovers go once its lock is free
+    assert (tmp_path / spec.spec_hash / COMPLETE_MARKER).is_file()
+
+
+def test_two_concurrent_builders_build_once(tree_corpus, tmp_path):
+    spec = tree_spec(tree_corpus)
+    said_a: list[str] = []
+    said_b: list[str] = []
+    first, out_a = _build_in_thread(spec, tmp_path, said_a)
+    _wait_for(said_a, "", first)  # the first has started building (it reports every phase)
+    second, out_b = _build_in_thread(spec, tmp_path, said_b)
+    first.join(timeout=600)
+    second.join(timeout=600)
+    assert not first.is_alive() and not second.is_alive()
+    assert not isinstance(out_a[0], BaseException) and not isinstance(out_b[0], BaseException)
+    assert out_a[0] == out_b[0]  # the same manifests
+    # One of them built; the other waited (or found it done) and loaded the first one's budgets.
+    loaded = [s for s in (said_a, said_b) if any("by another process" in m for m in s)]
+    loaded += [s for s in (said_a, said_b) if any("already built" in m for m in s)]
+    assert len(loaded) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
 def test_corpus_smaller_than_budget_names_available_tokens(tree_corpus, tmp_path):

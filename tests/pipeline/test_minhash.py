@@ -15,12 +15,22 @@ def test_near_copy_dropped_unrelated_kept():
     assert not index.add(texts[7])  # an exact copy is also a near copy
 
 
-def test_threshold_separates_half_overlap():
+def _jaccard(a: str, b: str, n: int = 5) -> float:
+    """True Jaccard similarity of the two texts' word n-gram sets."""
+    grams = [{tuple(w[i : i + n]) for i in range(len(w) - n + 1)} for w in (a.split(), b.split())]
+    return len(grams[0] & grams[1]) / len(grams[0] | grams[1])
+
+
+def test_threshold_separates_near_duplicates_from_partial_overlap():
     a, b = make_texts(2, seed=5, words=(300, 301))
+    mostly = " ".join(a.split()[:270] + b.split()[270:])  # the last tenth rewritten
     half = " ".join(a.split()[:150] + b.split()[150:])
-    strict = MinHashIndex(threshold=0.9, ngram=5, num_perm=128, bands=32)
-    strict.add(a)
-    assert strict.add(half)  # ~1/3 Jaccard: kept at 0.9
+    assert 0.75 < _jaccard(a, mostly) < 0.85 and 0.3 < _jaccard(a, half) < 0.36
+    for threshold, keeps_mostly in ((0.6, False), (0.9, True)):
+        index = MinHashIndex(threshold=threshold, ngram=5, num_perm=128, bands=32)
+        assert index.add(a)
+        assert index.add(mostly) is keeps_mostly  # J ~ 0.8: a near duplicate below 0.8 only
+        assert index.add(half)  # J ~ 1/3: kept at either threshold
 
 
 def test_signature_deterministic_and_order_sensitive():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training_core.attention import attention, available_backends
+from training_core.attention import attention, available_backends, default_backend
 
 torch.set_num_threads(1)
 
@@ -34,7 +34,15 @@ def test_sdpa_matches_naive_reference(causal: bool) -> None:
 
 
 def test_cpu_default_is_sdpa_and_unknown_backend_is_rejected() -> None:
-    assert "sdpa" in available_backends()
+    # CPU tensors of every dtype go to SDPA whatever is installed (flash-attn is CUDA-only), and
+    # the default path is exactly the forced SDPA one.
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        q, k, v = (torch.randn(2, 5, 3, 8, generator=gen).to(dtype) for _ in range(3))
+        assert default_backend(q) == "sdpa"
+        assert torch.equal(attention(q, k, v, causal=True), attention(q, k, v, True, "sdpa"))
+    if not torch.cuda.is_available():
+        assert available_backends() == ["sdpa"]
     q = torch.randn(1, 2, 1, 4)
     with pytest.raises(ValueError, match="backend"):
         attention(q, q, q, causal=True, backend="xformers")

@@ -15,17 +15,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from crossover_fault_plugin import HOLD_BRANCH_ENV, plugin_env
 from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import ConfigError, StopRun, train_run
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import checkpoint_step
 from training_core.config import EvalConfig, OptimConfig
-from training_core.faults import HOLD_BRANCH_ENV
 
 torch.set_num_threads(1)
 
-ROOT = Path(__file__).resolve().parents[2]
 # 128 windows, batch 16: 8 steps an epoch; 4 epochs = 32 steps; WSD decay over the last
 # round(0.2 * 32) = 6 steps (from step 26). Forks after each epoch: steps 8, 16, 24 with
 # cooldowns round(0.2 * s) = 2, 3, 5 steps, ending at steps 10, 19, 29.
@@ -147,7 +146,7 @@ def _child(cfg_json: Path, run_dir: Path, env: dict[str, str]) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env},
+        env=plugin_env({**os.environ, "OMP_NUM_THREADS": "1"}, env),  # the hold plugin
     )
 
 

@@ -84,20 +84,100 @@ def test_frozen_and_yaml_round_trip(base: dict[str, Any], tmp_path: Path) -> Non
     assert cfg.mask_id == VOCAB
 
 
-def test_data_config_from_manifest_dict(tmp_path: Path) -> None:
+def _fixed_config(**changes: Any) -> RunConfig:
+    """A config with no temp paths in it, so its id is the same on every machine."""
     from training_core import DataConfig
+    from training_core.model import ModelConfig
+    from training_core.objectives import ObjectiveConfig
 
-    manifest = {
-        "budget_id": "budget_1000",
-        "spec_hash": "abc",
-        "unique_tokens": 1000,
-        "token_dtype": "uint32",
-        "vocab_size": 300,
-        "train_files": ["/a/0.ds", "/a/1.ds"],
-        "val_files": ["/h/val.ds"],
-        "eval_mc_path": "/h/eval_mc.parquet",
-        "seed": 3,
-    }
-    data = DataConfig.from_manifest(manifest)
-    assert data.train_files == ("/a/0.ds", "/a/1.ds") and data.token_dtype == "uint32"
-    assert data.vocab_size == 300 and data.budget_id == "budget_1000"
+    shape = {"depth": 2, "d_model": 32, "n_heads": 2, "ffn_hidden": 64}
+    return RunConfig(
+        model=ModelConfig(name="t", vocab_size=301, seq_len=32, **shape),
+        objective=ObjectiveConfig(kind="dlm"),
+        data=DataConfig(train_files=("/b/train.ds",), vocab_size=300, unique_tokens=1000),
+        epochs=2.0,
+        **changes,
+    )
+
+
+def test_run_id_is_pinned() -> None:
+    """The hash rule itself (canonical JSON of the non-default fields): a changed digest here
+    means every finished run on disk would be trained again."""
+    assert _fixed_config().run_id == "758b544285acc4e7"
+    assert _fixed_config(seed=0, threads=4, compile=True).run_id == "758b544285acc4e7"
+    assert _fixed_config(seed=1).run_id != "758b544285acc4e7"
+
+
+# The defaults run ids leave out. Changing one would give runs trained under the old value the
+# id of the new one (a finished run silently reused for a different config): add a field, or a
+# new option value, instead of changing a default.
+HASHED_DEFAULTS = {
+    "model.rope_theta": 10000.0,
+    "model.norm_eps": 1e-05,
+    "model.tie_embeddings": False,
+    "model.moe": None,
+    "model.moe.aux_loss_coef": 0.01,
+    "objective.dlm_variant": "smdm",
+    "objective.eps": 0.001,
+    "objective.antithetic": True,
+    "objective.ar_input_noise": 0.0,
+    "objective.ar_noise_kind": "mask",
+    "optim.lr": 0.001,
+    "optim.min_lr_ratio": 0.1,
+    "optim.warmup": 0.05,
+    "optim.schedule": "cosine",
+    "optim.decay_frac": 0.2,
+    "optim.weight_decay": 0.1,
+    "optim.betas": [0.9, 0.95],
+    "optim.eps": 1e-08,
+    "optim.grad_clip": 1.0,
+    "optim.batch_size": 32,
+    "optim.grad_accum": 1,
+    "eval.every_epochs": 1.0,
+    "eval.every_steps": None,
+    "eval.at_epochs": [],
+    "eval.at_start": True,
+    "eval.val_max_tokens": 1048576,
+    "eval.val_batch_size": 32,
+    "eval.elbo_samples": 32,
+    "eval.mc_samples": 128,
+    "eval.mc_max_items": None,
+    "eval.branches": False,
+    "eval.cooldown_fraction": 0.2,
+    "eval.decay": "linear",
+    "data.val_files": [],
+    "data.eval_mc_path": None,
+    "data.token_dtype": "uint16",
+    "data.budget_id": "",
+    "seed": 0,
+    "device": "auto",
+    "precision": "fp32",
+    "max_nonfinite": 0,
+}
+
+
+def test_hashed_defaults_are_pinned() -> None:
+    from formats.hashing import hashed_defaults
+    from training_core.config import _NOT_HASHED
+
+    now = {k: v for k, v in hashed_defaults(RunConfig).items() if k not in _NOT_HASHED}
+    assert now == HASHED_DEFAULTS
+
+
+def test_a_field_added_at_its_default_keeps_the_run_id() -> None:
+    class LaterRunConfig(RunConfig):
+        label_smoothing: float = 0.0  # a later release's field, its default the old behaviour
+
+    for cfg in (_fixed_config(), _fixed_config(seed=3, max_nonfinite=2)):
+        later = LaterRunConfig(**dict(cfg))
+        assert later.run_id == cfg.run_id
+        assert later.model_copy(update={"label_smoothing": 0.1}).run_id != cfg.run_id
+
+
+def test_a_value_given_equal_to_its_default_keeps_the_run_id() -> None:
+    from training_core.config import EvalConfig, OptimConfig
+
+    given = _fixed_config(optim=OptimConfig(lr=1e-3), eval=EvalConfig(at_start=True), seed=0)
+    assert given.run_id == _fixed_config().run_id
+    for changed in ({"optim": OptimConfig(lr=2e-3)}, {"eval": EvalConfig(at_start=False)}):
+        assert _fixed_config(**changed).run_id != _fixed_config().run_id

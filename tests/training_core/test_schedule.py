@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from training_core.config import OptimConfig
-from training_core.schedule import lr_at, warmup_steps
+from training_core.schedule import (
+    cooldown_lr,
+    cooldown_scheduler,
+    lr_at,
+    main_scheduler,
+    warmup_steps,
+)
 
 
 def test_warmup_fraction_and_steps() -> None:
@@ -40,3 +48,39 @@ def test_wsd_is_flat_then_decays_linearly() -> None:
 def test_step_out_of_range_is_rejected() -> None:
     with pytest.raises(ValueError, match="step"):
         lr_at(10, 10, OptimConfig())
+
+
+def _optimizer(lr: float) -> torch.optim.AdamW:
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))]
+    return torch.optim.AdamW([{"params": params[:1]}, {"params": params[1:]}], lr=lr)
+
+
+def _rates(scheduler: LambdaLR, steps: int) -> list[float]:
+    out = []
+    for _ in range(steps):
+        assert len(set(scheduler.get_last_lr())) == 1  # every group follows the same schedule
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["cosine", "wsd"])
+def test_lambda_lr_applies_the_pure_schedule_and_rebuilds_at_any_step(kind: str) -> None:
+    cfg = OptimConfig(lr=3e-3, warmup=3, min_lr_ratio=0.1, schedule=kind, decay_frac=0.25)
+    total = 20
+    rates = _rates(main_scheduler(_optimizer(cfg.lr), total, cfg), total)
+    assert rates == pytest.approx([lr_at(s, total, cfg) for s in range(total)], rel=1e-15)
+    # Resume: a scheduler rebuilt at step 7 (on an optimizer whose group rate is stale, as a
+    # checkpoint's would be) continues exactly as the uninterrupted one.
+    stale = _optimizer(123.0)
+    assert _rates(main_scheduler(stale, total, cfg, start_step=7), total - 7) == rates[7:]
+
+
+def test_cooldown_scheduler_decays_as_cooldown_lr() -> None:
+    peak, start, floor = 1e-2, 8e-3, 1e-3
+    for shape in ("linear", "1-sqrt"):
+        rates = _rates(cooldown_scheduler(_optimizer(peak), peak, 5, start, floor, shape), 5)
+        expected = [cooldown_lr(k, 5, start, floor, shape) for k in range(5)]
+        assert rates == pytest.approx(expected, rel=1e-15)
+        assert rates[-1] == pytest.approx(floor, rel=1e-15)

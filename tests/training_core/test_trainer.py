@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,15 +221,61 @@ def test_compiled_model_matches_eager(tmp_path: Path, data) -> None:
     assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, rel=1e-4)
 
 
-def test_loop_never_branches_on_the_objective_kind() -> None:
-    # The matched comparison: every AR/DLM difference lives in the objective object.
-    import inspect
+class _CountingObjective:
+    """The real objective, recording the batch of every ``loss`` call the trainer makes."""
 
+    def __init__(self, inner: Any, batches: list[torch.Tensor]) -> None:
+        self.inner, self.batches, self.causal = inner, batches, inner.causal
+
+    def loss(self, model: Any, tokens: torch.Tensor, gen: Any, rows: Any = None) -> Any:
+        self.batches.append(tokens.detach().cpu().clone())
+        return self.inner.loss(model, tokens, gen, rows)
+
+
+def _trace_lines(path: str, lines: set[int]) -> Callable[..., Any]:
+    """A sys.settrace function recording the executed line numbers of the file ``path``."""
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            lines.add(frame.f_lineno)
+        return local
+
+    def global_(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == path else None
+
+    return global_
+
+
+def test_one_code_path_trains_both_objectives(
+    tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The matched comparison: every AR/DLM difference lives in the objective object. Both runs
+    # execute the same lines of the trainer and hand the objective the same batches in the same
+    # order; only what the objective does with them (and its causal flag) differs.
     from training_core import trainer
 
-    source = inspect.getsource(trainer)
-    assert '"ar"' not in source and '"dlm"' not in source and ".kind ==" not in source
-    assert source.count("objective.kind") == 1  # only recorded in result.json
+    real_build = trainer.build_objective
+    seen: dict[str, tuple[list[torch.Tensor], set[int]]] = {}
+    for kind in ("ar", "dlm"):
+        batches: list[torch.Tensor] = []
+        lines: set[int] = set()
+
+        def counting(*args: Any, _batches: list = batches, **kwargs: Any) -> _CountingObjective:
+            return _CountingObjective(real_build(*args, **kwargs), _batches)
+
+        monkeypatch.setattr(trainer, "build_objective", counting)
+        sys.settrace(_trace_lines(trainer.__file__, lines))
+        try:
+            result = train_run(tiny_config(data, kind=kind, epochs=0.5), tmp_path / kind)
+        finally:
+            sys.settrace(None)
+        assert result.status == "completed" and result.objective == kind
+        seen[kind] = (batches, lines)
+    (ar_batches, ar_lines), (dlm_batches, dlm_lines) = seen["ar"], seen["dlm"]
+    assert len(ar_batches) == len(dlm_batches) == result.steps  # one loss call per step
+    for a, b in zip(ar_batches, dlm_batches, strict=True):
+        assert torch.equal(a, b)
+    assert ar_lines == dlm_lines and len(ar_lines) > 100
 
 
 @pytest.mark.parametrize(
@@ -269,3 +317,15 @@ def test_resume_after_damaged_files_matches_uninterrupted(
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
     events = (part / EVENTS_FILE).read_text() if (part / EVENTS_FILE).exists() else ""
     assert ("moved to ckpt.bad" in events) == (name == "ckpt")  # the outcome is on record
+
+
+def test_the_run_applies_its_thread_count(tmp_path: Path, data) -> None:
+    # cfg.threads (the grid's: CROSSOVER_TORCH_THREADS, else the run's cpus) reaches torch in
+    # the process that trains.
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_run(tiny_config(data, kind="ar", epochs=0.25, threads=2), tmp_path / "run")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

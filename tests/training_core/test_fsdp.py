@@ -14,10 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 
-from training_core.distributed import shutdown
+from training_core.data_parallel import shutdown
+from training_core.fsdp import apply_fsdp
 from training_core.model import Transformer, model_preset
 from training_core.objectives import ObjectiveConfig, build_objective
-from training_core.parallel import apply_fsdp
 
 V, SEQ, BATCH, STEPS, WORLD = 29, 16, 8, 4, 2
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from crossover_fault_plugin import HOLD_ENV, plugin_env
 from trainer_fixtures import tiny_config, tiny_data
 
 from training_core import RunConfig, train_run
 from training_core.checkpoint import checkpoint_step
-from training_core.distributed import Parallel
-from training_core.faults import HOLD_ENV
+from training_core.data_parallel import Parallel
 
 torch.set_num_threads(1)
 
@@ -173,7 +173,7 @@ def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _
     argv = _torchrun(cfg, run_dir, tmp_path / "cfg.json")
     log = tmp_path / "dist.log"
     # The first attempt holds after its checkpoint of step 5: the kill lands mid-run, always.
-    first = procs.start(argv, log, {HOLD_ENV: "5"})
+    first = procs.start(argv, log, plugin_env(_env(), {HOLD_ENV: "5"}))
     deadline = time.monotonic() + 600
     while (checkpoint_step(run_dir) or -1) < 5:
         assert first.poll() is None, f"run ended before the kill: {log.read_text()[-4000:]}"
