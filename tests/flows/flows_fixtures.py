@@ -26,16 +26,7 @@ def embedded_ray(env: Mapping[str, str] | None = None) -> Iterator[None]:
     exercised; ``env`` goes to every worker."""
     temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # Ray's socket paths must stay short
     try:
-        for attempt in range(3):
-            try:
-                assert connect_ray(None, num_cpus=2, temp_dir=temp, num_gpus=2, env=env)
-                break
-            except Exception as err:
-                # Ray 2.60 gives its raylet a fixed 30 s to register with the GCS; a heavily
-                # loaded 2-core machine can miss that. Start again rather than fail the module.
-                if "timed out during startup" not in str(err) or attempt == 2:
-                    raise
-                ray.shutdown()
+        assert connect_ray(None, num_cpus=2, temp_dir=temp, num_gpus=2, env=env)  # retries
         yield
     finally:
         ray.shutdown()
