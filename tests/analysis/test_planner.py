@@ -253,3 +253,24 @@ def test_without_draws_there_is_no_verdict_only_the_point_answer() -> None:
     assert plan.options["dlm"].loss_lo is None
     text = format_plan(plan)
     assert "recommendation: none (no verdict" in text and "[interval unknown]" in text
+
+
+def test_planner_and_frontier_estimators_agree_at_the_same_flops_convention() -> None:
+    """Two estimators of the same frontier (the planner's, C = 6ND for both objectives, and
+    analysis.frontier's, per-objective k): at k = 6 for both they must give the same optimum
+    and the same C_crit(U) on a U-dependent planted pair."""
+    from analysis.frontier import compute_optimal, frontier_crossover
+
+    ar = MUENNIGHOFF_2023.with_(rn_star=INF)
+    dlm = ar.with_(A=ar.A * 1.3, B=ar.B * 1.3, rd_star=500.0)
+    laws = _laws(ar, dlm, spread=1e-3, n=10)
+    budgets = np.array([1e8, 1e9])
+    band = critical_compute_band(laws, budgets, (1e16, 1e26))
+    for u, planner_c in zip(budgets, band["c_crit"], strict=True):
+        front = frontier_crossover(ar, dlm, u, flops_per_param=(6.0, 6.0))
+        assert front.status == "crossover"
+        assert front.compute == pytest.approx(planner_c, rel=0.01)
+        for c in (planner_c / 10, planner_c * 10):
+            mine, _ = optimal_losses(ar, np.array([u]), np.array([c]))
+            theirs = compute_optimal(ar, u, c, flops_per_param=6.0).loss[0]
+            assert mine[0] == pytest.approx(theirs, rel=1e-6)
