@@ -112,6 +112,9 @@ def test_embedded_ray_start_retries_only_rays_startup_timeout(
         raise Exception(message)
 
     monkeypatch.setattr(ray, "init", failing_init)
+    # The module's embedded Ray may be up: this call must still take the start-up path.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
     with pytest.raises(Exception, match=message[:20]):
         dispatch.connect_ray(None, 1, tmp_path)
     assert len(seen) == calls
