@@ -57,6 +57,7 @@ def _deploy(flow_obj: Any, pool: str, parameters: dict[str, Any], description: s
 
 def deploy_study_flows(pool: str = DEFAULT_POOL, home: str | Path | None = None) -> list[str]:
     """Create (or update) the deployments of every study flow; returns ``flow/deployment`` names."""
+    from flows.adaptive import DEMO_STOP_RULE, adaptive_flow
     from flows.flows import budgets_flow, report_flow, study_flow, sweep_flow
     from flows.plan import plan_flow
 
@@ -66,6 +67,13 @@ def deploy_study_flows(pool: str = DEFAULT_POOL, home: str | Path | None = None)
     return [
         _deploy(study_flow, pool, sweep_params, "Whole study: budgets, runs, DuckDB, report."),
         _deploy(sweep_flow, pool, sweep_params, "Dispatch the grid's runs to Ray."),
+        _deploy(
+            adaptive_flow,
+            pool,
+            {**sweep_params, "preset": "adaptive-demo", **DEMO_STOP_RULE},  # the demo's form
+            "Adaptive sweep: a seed design, then the grid runs that most narrow the crossover "
+            "interval, until it is narrower than the target width or the compute cap is reached.",
+        ),
         _deploy(budgets_flow, pool, base, "Build the unique-token budgets."),
         _deploy(report_flow, pool, base, "Ingest runs into DuckDB and write the report."),
         _deploy(

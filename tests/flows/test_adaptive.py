@@ -4,14 +4,17 @@ per setting chosen at a time (--min-seeds 1) so it trains a handful of runs."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 import yaml
 
-from flows.adaptive import format_adaptive, step_rows
+from flows.adaptive import DEMO_STOP_RULE, candidate_of, format_adaptive, step_rows
 from flows.grid import expand_grid
 from flows.spec import load_preset, parse_spec
 
@@ -89,3 +92,42 @@ def test_step_rows_and_summary_are_plain_text() -> None:
         }
     )
     assert "25% of the full grid" in text
+
+
+def _planted_demo_loss(objective: str, epochs: float) -> float:
+    """Final validation losses shaped like the CPU demo's at 25K unique tokens (nats): AR best
+    near 8 epochs and overfitting after, the DLM still improving; they cross at 20 epochs."""
+    x = math.log(epochs / 20.0)
+    ar_at_20 = 5.9 + 0.35 * math.log(20 / 8) ** 2
+    return 5.9 + 0.35 * math.log(epochs / 8) ** 2 if objective == "ar" else ar_at_20 - 0.15 * x
+
+
+def test_demo_menu_and_stop_rule_locate_a_planted_crossover() -> None:
+    """The adaptive-demo preset's own menu with the demo's stop rule, on planted final losses
+    (crossover at 20 epochs, 0.03 nats seed-to-seed): the sweep closes an interval around the
+    truth, narrower than the target, without passing the cap."""
+    from analysis.adaptive import AcquisitionConfig
+    from analysis.adaptive_loop import AdaptiveConfig, run_adaptive
+
+    candidates = [candidate_of(r) for r in expand_grid(load_preset("adaptive-demo"))]
+    rng = np.random.default_rng(0)
+    observed: list[dict] = []
+
+    def run(batch: list) -> None:
+        for c in batch:
+            y = _planted_demo_loss(c.objective, c.epochs) + 0.03 * rng.standard_normal()
+            row = {"run_id": c.key, "seed": c.seed, "objective": c.objective, "y": y, "se": 0.01}
+            row |= {"model_name": c.model_name, "unique_tokens": c.unique_tokens}
+            observed.append(row | {"epoch": c.epochs, "flops": c.flops})
+
+    rule = DEMO_STOP_RULE
+    cfg = AdaptiveConfig(
+        target_width=rule["target_width"],
+        compute_cap=rule["compute_cap"],
+        acquisition=AcquisitionConfig(min_seeds=rule["min_seeds"]),
+    )
+    result = run_adaptive(candidates, run, lambda: pd.DataFrame(observed), cfg)
+    assert result.stop_reason.startswith("target reached"), result.table()[["kind", "why"]]
+    (iv,) = result.intervals.values()
+    assert iv.lo <= 20.0 <= iv.hi and iv.rel_width <= rule["target_width"]
+    assert result.compute_spent <= rule["compute_cap"]

@@ -99,13 +99,33 @@ def test_deploy_creates_the_study_flows_with_a_described_run_form(deployed_study
     with httpx.Client(base_url=deployed_study["api"], timeout=30) as client:
         deployments = client.post("/deployments/filter", json={}).json()
     assert {d["name"] for d in deployments} == {"default"}
-    assert len(deployments) == 5  # study, sweep, budgets, report, plan
+    assert len(deployments) == 6  # study, sweep, adaptive-sweep, budgets, report, plan
     study = deployed_study["study_deployment"]
     assert study["work_pool_name"] == "dlm-crossover"
     # The UI's parameter form comes from this schema: every field described.
     props = study["parameter_openapi_schema"]["properties"]
     assert {"preset", "config", "home", "ray_address"} <= set(props)
     assert all(p.get("description") for p in props.values()), props
+
+
+def test_adaptive_sweep_deployment_has_the_demo_form(deployed_study: dict) -> None:
+    """The adaptive sweep is startable from the UI: its form holds the stop rule (target
+    width, compute cap, seeds per setting), described, with the CPU demo's values filled in."""
+    from flows.adaptive import DEMO_STOP_RULE
+
+    assert "adaptive-sweep/default" in deployed_study["deploy_stdout"]
+    with httpx.Client(base_url=deployed_study["api"], timeout=30) as client:
+        adaptive = client.get("/deployments/name/adaptive-sweep/default").json()
+    assert adaptive["work_pool_name"] == "dlm-crossover"
+    assert adaptive["entrypoint"] == "flows.adaptive:adaptive_flow"
+    props = adaptive["parameter_openapi_schema"]["properties"]
+    form = {"preset", "config", "home", "ray_address", "num_cpus"} | set(DEMO_STOP_RULE)
+    assert form == set(props)
+    assert all(p.get("description") for p in props.values()), props
+    assert adaptive["parameters"] == {
+        "preset": "adaptive-demo", "config": None, "home": str(deployed_study["home"]),
+        "ray_address": None, "num_cpus": None, **DEMO_STOP_RULE,
+    }  # fmt: skip
 
 
 def test_deployment_run_on_a_worker_lands_in_duckdb_with_its_artifacts(
