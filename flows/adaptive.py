@@ -38,10 +38,6 @@ from flows.spec import spec_hash
 from pipeline.settings import get_settings
 
 STEPS_TABLE = "adaptive_steps"
-# The CPU demo's stop rule (README, "Adaptive sweep"): with the `adaptive-demo` preset's menu a
-# crossover near 20 epochs is bracketed (16..24) well inside the cap; the cap stops it before
-# the 32-epoch extension (another 1.7e13 FLOPs) if the interval is still open at 24.
-DEMO_STOP_RULE = {"target_width": 0.5, "compute_cap": 5e13, "min_seeds": 3}
 
 
 def candidate_of(run: PlannedRun) -> Any:  # -> analysis.adaptive.Candidate

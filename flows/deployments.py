@@ -20,6 +20,10 @@ from flows.run_task import PROJECT_ROOT, worker_env
 
 DEFAULT_POOL = "dlm-crossover"
 DEPLOYMENT_NAME = "default"
+# The stop rule of the CPU demo's command (README, "Adaptive sweep"), the adaptive deployment's
+# form defaults: on the `adaptive-demo` menu a crossover near 20 epochs is bracketed (16..24)
+# inside the cap, which stops the sweep before the 32-epoch extension (1.7e13 FLOPs more).
+DEMO_STOP_RULE = {"target_width": 0.5, "compute_cap": 5e13, "min_seeds": 3}
 
 
 def ensure_process_pool(name: str = DEFAULT_POOL) -> None:
@@ -57,7 +61,7 @@ def _deploy(flow_obj: Any, pool: str, parameters: dict[str, Any], description: s
 
 def deploy_study_flows(pool: str = DEFAULT_POOL, home: str | Path | None = None) -> list[str]:
     """Create (or update) the deployments of every study flow; returns ``flow/deployment`` names."""
-    from flows.adaptive import DEMO_STOP_RULE, adaptive_flow
+    from flows.adaptive import adaptive_flow
     from flows.flows import budgets_flow, report_flow, study_flow, sweep_flow
     from flows.plan import plan_flow
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from flows.adaptive import DEMO_STOP_RULE, candidate_of, format_adaptive, step_rows
+from flows.adaptive import candidate_of, format_adaptive, step_rows
+from flows.deployments import DEMO_STOP_RULE
 from flows.grid import expand_grid
 from flows.spec import load_preset, parse_spec
 

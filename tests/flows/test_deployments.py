@@ -43,7 +43,6 @@ def deployed_study(smoke_spec, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     tmp = tmp_path_factory.mktemp("deployed")
     home = tmp / "home"
-    build_budgets(smoke_spec.budgets, home / "budgets")
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(
@@ -59,6 +58,7 @@ def deployed_study(smoke_spec, tmp_path_factory: pytest.TempPathFactory) -> Iter
     server = start_logged(server_cmd, env, tmp / "server.log")
     worker = None
     try:
+        build_budgets(smoke_spec.budgets, home / "budgets")  # while the server migrates its db
         api = f"http://127.0.0.1:{port}/api"
         wait_healthy(server, api, tmp / "server.log")
         env = {**env, "PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
@@ -75,6 +75,8 @@ def deployed_study(smoke_spec, tmp_path_factory: pytest.TempPathFactory) -> Iter
             )
             assert run.status_code == 201, run.text
             run_id = run.json()["id"]
+            # Started only now: started before `flows deploy`, its polling left the POST above
+            # with a 503 (SQLite busy) at load ~15.
             cmd = [str(PREFECT_BIN), "worker", "start", "--pool", "dlm-crossover"]
             worker = start_logged([*cmd, "--type", "process"], env, tmp / "worker.log")
             deadline, state = time.monotonic() + RUN_TIMEOUT_S, None
@@ -111,13 +113,13 @@ def test_deploy_creates_the_study_flows_with_a_described_run_form(deployed_study
 def test_adaptive_sweep_deployment_has_the_demo_form(deployed_study: dict) -> None:
     """The adaptive sweep is startable from the UI: its form holds the stop rule (target
     width, compute cap, seeds per setting), described, with the CPU demo's values filled in."""
-    from flows.adaptive import DEMO_STOP_RULE
+    from flows.deployments import DEMO_STOP_RULE
 
     assert "adaptive-sweep/default" in deployed_study["deploy_stdout"]
     with httpx.Client(base_url=deployed_study["api"], timeout=30) as client:
         adaptive = client.get("/deployments/name/adaptive-sweep/default").json()
     assert adaptive["work_pool_name"] == "dlm-crossover"
-    assert adaptive["entrypoint"] == "flows.adaptive:adaptive_flow"
+    assert adaptive["entrypoint"] == "flows.adaptive.adaptive_flow"  # module path
     props = adaptive["parameter_openapi_schema"]["properties"]
     form = {"preset", "config", "home", "ray_address", "num_cpus"} | set(DEMO_STOP_RULE)
     assert form == set(props)
