@@ -96,17 +96,18 @@ def test_step_rows_and_summary_are_plain_text() -> None:
 
 
 def _planted_demo_loss(objective: str, epochs: float) -> float:
-    """Final validation losses shaped like the CPU demo's at 25K unique tokens (nats): AR best
-    near 8 epochs and overfitting after, the DLM still improving; they cross at 20 epochs."""
-    x = math.log(epochs / 20.0)
-    ar_at_20 = 5.9 + 0.35 * math.log(20 / 8) ** 2
-    return 5.9 + 0.35 * math.log(epochs / 8) ** 2 if objective == "ar" else ar_at_20 - 0.15 * x
+    """Final validation losses shaped like the CPU demo's measured ones at 25K unique tokens
+    (nats; README, "Adaptive sweep"): AR best near 6 epochs and overfitting after, the DLM
+    nearly flat and slowly improving; they cross at 20 epochs."""
+    ar = 5.56 + 0.6 * math.log(epochs / 6) ** 2
+    ar_at_20 = 5.56 + 0.6 * math.log(20 / 6) ** 2
+    return ar if objective == "ar" else ar_at_20 + 0.05 * math.log(20 / epochs)
 
 
 def test_demo_menu_and_stop_rule_locate_a_planted_crossover() -> None:
     """The adaptive-demo preset's own menu with the demo's stop rule, on planted final losses
-    (crossover at 20 epochs, 0.03 nats seed-to-seed): the sweep closes an interval around the
-    truth, narrower than the target, without passing the cap."""
+    (crossover at 20 epochs, 0.05 nats seed-to-seed as the demo's DLM): the sweep closes an
+    interval at the truth, narrower than the target, without passing the cap."""
     from analysis.adaptive import AcquisitionConfig
     from analysis.adaptive_loop import AdaptiveConfig, run_adaptive
 
@@ -116,7 +117,7 @@ def test_demo_menu_and_stop_rule_locate_a_planted_crossover() -> None:
 
     def run(batch: list) -> None:
         for c in batch:
-            y = _planted_demo_loss(c.objective, c.epochs) + 0.03 * rng.standard_normal()
+            y = _planted_demo_loss(c.objective, c.epochs) + 0.05 * rng.standard_normal()
             row = {"run_id": c.key, "seed": c.seed, "objective": c.objective, "y": y, "se": 0.01}
             row |= {"model_name": c.model_name, "unique_tokens": c.unique_tokens}
             observed.append(row | {"epoch": c.epochs, "flops": c.flops})
@@ -130,5 +131,8 @@ def test_demo_menu_and_stop_rule_locate_a_planted_crossover() -> None:
     result = run_adaptive(candidates, run, lambda: pd.DataFrame(observed), cfg)
     assert result.stop_reason.startswith("target reached"), result.table()[["kind", "why"]]
     (iv,) = result.intervals.values()
-    assert iv.lo <= 20.0 <= iv.hi and iv.rel_width <= rule["target_width"]
+    # Located between the menu's settings around the truth (its coverage rate is
+    # tests/analysis/test_adaptive.py's to check over many draws, not one draw's here).
+    assert 16 <= iv.lo <= iv.hi <= 24 and abs(iv.epoch - 20) < 1.5
+    assert iv.rel_width <= rule["target_width"]
     assert result.compute_spent <= rule["compute_cap"]
