@@ -79,6 +79,15 @@ def step_rows(steps: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def decision_lines(steps: list[Any]) -> list[str]:
+    """One terminal line per decision: what ran, why, the interval after it, compute so far."""
+    return [
+        f"{s.step:>3} {s.kind:<11} {s.n_runs:>3} runs  {s.interval_after:<28} "
+        f"{s.compute_spent:.3e} FLOPs  {s.why}"
+        for s in steps
+    ]
+
+
 @task(name="write-adaptive-steps")
 def write_steps_task(paths: StudyPaths, steps: list[Any]) -> None:
     """The whole decision log so far, replacing the table (a rerun replays the same steps)."""
@@ -190,6 +199,7 @@ def adaptive_flow(
         "compute_spent": result.compute_spent,
         "grid_compute": grid_flops,
         "intervals": {f"{m} U={u}": iv.describe() for (m, u), iv in result.intervals.items()},
+        "decisions": decision_lines(result.steps),
         "failed": sum(o.status == "failed" for o in outcomes),
         "failures": [asdict(o) for o in outcomes if o.status == "failed"],
         "crossover": crossover_task(paths),
@@ -206,7 +216,9 @@ def format_adaptive(summary: dict[str, Any]) -> str:
         f"runs, {summary['compute_spent']:.3e} of {summary['grid_compute']:.3e} FLOPs "
         f"({100 * share:.0f}% of the full grid)",
         *(f"  {g}: {iv}" for g, iv in summary["intervals"].items()),
-        f"decisions: SELECT * FROM {STEPS_TABLE} ORDER BY step  (duckdb {summary['db_path']})",
+        "decisions (step, kind, runs, crossover interval after, compute spent, why):",
+        *(f"  {line}" for line in summary.get("decisions", [])),
+        f"all columns: SELECT * FROM {STEPS_TABLE} ORDER BY step  (duckdb {summary['db_path']})",
         f"report: {summary['report_path']}",
     ]
     if summary.get("crossover"):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from flows.adaptive import candidate_of, format_adaptive, step_rows
+from flows.adaptive import candidate_of, decision_lines, format_adaptive, step_rows
 from flows.deployments import DEMO_STOP_RULE
 from flows.grid import expand_grid
 from flows.spec import load_preset, parse_spec
@@ -52,6 +52,10 @@ def test_adaptive_sweep_end_to_end(cli_env: dict, tmp_path: Path) -> None:
         completed = con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone()
     # Seed design: 2 objectives x 3 lowest epoch settings x 1 seed.
     assert steps[0][:3] == (0, "seed_design", 6)
+    # The terminal lists every decision of the table, in order.
+    out = proc.stdout.split("decisions (step, kind, runs")[1].split("all columns:")[0]
+    printed = [ln.split()[:3] for ln in out.splitlines()[1:]]
+    assert printed == [[str(s[0]), s[1], str(s[2])] for s in steps]
     assert steps[-1][1] == "stop" and steps[-1][2] == 0
     assert [s[0] for s in steps] == list(range(len(steps)))
     # Every chosen run trained once and the cap held (runs are counted at planned FLOPs).
@@ -76,6 +80,8 @@ def test_step_rows_and_summary_are_plain_text() -> None:
     )
     row = step_rows([step])[0]
     assert row["width after (hi/lo - 1)"] == "inf" and row["runs"] is None
+    (line,) = decision_lines([step])
+    assert line.split()[:3] == ["0", "stop", "0"] and line.endswith("target reached")
     text = format_adaptive(
         {
             "study": "s",
@@ -86,6 +92,7 @@ def test_step_rows_and_summary_are_plain_text() -> None:
             "compute_spent": 1.0,
             "grid_compute": 4.0,
             "intervals": {"m U=1": "x"},
+            "decisions": ["  0 stop          0 runs"],
             "db_path": "d",
             "report_path": "r",
             "crossover": "",
