@@ -33,7 +33,7 @@ from flows.server import stop_group
 
 PREFECT_BIN = Path(sys.executable).parent / "prefect"
 RUN_TIMEOUT_S = 600  # the smoke study on a worker; generous on a loaded 2-core machine
-UI_TIMEOUT_MS = 120_000  # a loaded 2-core machine renders the UI slowly
+UI_TIMEOUT_MS = 120_000  # a loaded 2-core machine renders the UI slowly (expect() defaults to 5 s)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +166,10 @@ def test_browser_shows_crossover_table_and_report_link(deployed_study: dict) -> 
     with duckdb.connect(str(home / "smoke" / "results.duckdb"), read_only=True) as con:
         statuses = [r[0] for r in con.execute("SELECT status FROM crossovers").fetchall()]
     assert statuses
+
+    def visible(locator) -> None:  # expect() waits 5 s unless told: as long as the page here
+        sync_api.expect(locator).to_be_visible(timeout=UI_TIMEOUT_MS)
+
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -174,18 +178,18 @@ def test_browser_shows_crossover_table_and_report_link(deployed_study: dict) -> 
         try:
             page.goto(run_page)
             page.get_by_text("Artifacts", exact=True).first.click()
-            sync_api.expect(page.get_by_text("report-smoke", exact=True)).to_be_visible()
+            visible(page.get_by_text("report-smoke", exact=True))
             page.get_by_text("crossovers-smoke", exact=True).click()
             # The artifact page renders the table: its header and the stored rows' statuses.
             for text in ("P(crossover)", "95% interval (epochs)", "bootstrap draws"):
-                sync_api.expect(page.get_by_text(text, exact=True).first).to_be_visible()
+                visible(page.get_by_text(text, exact=True).first)
             for status in set(statuses):
-                sync_api.expect(page.get_by_text(status, exact=True).first).to_be_visible()
+                visible(page.get_by_text(status, exact=True).first)
             page.goto(run_page)
             page.get_by_text("Artifacts", exact=True).first.click()
             page.get_by_text("report-smoke", exact=True).click()
             link = page.locator(f'a[href="{report.as_uri()}"]')
-            sync_api.expect(link.first).to_be_visible()
+            visible(link.first)
             assert link.first.inner_text() == str(report)
         except Exception:
             page.screenshot(path=str(deployed_study["tmp"] / "failure.png"), full_page=True)
