@@ -236,6 +236,9 @@ class AcquisitionConfig:
     n_fantasies: int = 2  # simulated outcomes per action
     n_boot: int = 100  # bootstrap draws per fantasy refit (the stop rule uses the report's 200)
     per_group: int = 2  # actions per group and step (2 cores: two runs at a time)
+    step_ratio: float = 1.45  # seed design: each setting >= this x the one before
+    extend_ratio: float = 4.0  # an open interval is extended to >= this x the range's edge
+    max_gap: float = 2.0  # neighbouring settings around the interval at most this far apart
     seed: int = 0
 
 
@@ -264,18 +267,25 @@ def extend_action(
     done: set[str],
     min_seeds: int,
     force: bool = False,
+    ratio: float = 1.0,
 ) -> Action | None:
     """Both objectives at the next grid epoch beyond the range when the interval is open at
-    that end; None when closed, unless ``force`` (every setting inside the range is used up:
-    a point beyond it still steadies the curves there): then above, else below."""
+    that end (the first at least ``ratio`` x the range's edge, else the farthest, or /
+    ``ratio`` below it: one far point, the settings between are then scored like any other);
+    None when closed, unless ``force`` (every setting inside the range is used up: a point
+    beyond it still steadies the curves there): then above, else below."""
     grid = sorted({c.epochs for c in candidates})
     have = _settings(points)
     top = min(max((e for o, e in have if o == obj), default=0.0) for obj in OBJECTIVES)
     bottom = max(min((e for o, e in have if o == obj), default=math.inf) for obj in OBJECTIVES)
     if iv.status == "insufficient_data" or iv.status == "no_crossover" or math.isinf(iv.hi):
-        target, where = next((e for e in grid if e > top), None), f"above {top:.3g} epochs"
+        above = [e for e in grid if e > top]
+        far = [e for e in above if e >= ratio * top]
+        target = far[0] if far else (above[-1] if above else None)
+        where = f"above {top:.3g} epochs"
     elif iv.status == "dlm_ahead_throughout" or iv.lo == 0:
         below = [e for e in grid if e < bottom]
+        below = [e for e in below if e * ratio <= bottom] or below[:1]
         target, where = (below[-1] if below else None), f"below {bottom:.3g} epochs"
     elif force:
         below = [e for e in grid if e < bottom]
@@ -358,6 +368,61 @@ def near_interval(actions: list[Action], iv: Interval, grid_epochs: list[float])
     return [a for a in actions if lo <= a.runs[0].epochs <= hi]
 
 
+def coarse_gap(
+    points: pd.DataFrame, iv: Interval, pool_epochs: list[float], max_gap: float
+) -> float | None:
+    """The pool setting to measure where the interval is bracketed too coarsely, or None.
+
+    The interval resamples seeds only: between two settings far apart the spline's
+    interpolation error is not in it, and an interval read across a 4x gap is narrow and can
+    miss the truth (bench/RESULTS.md). So around a closed interval (from the last measured
+    setting at or below its lower edge to the first at or above its upper edge) neighbouring
+    settings of each objective must be at most ``max_gap`` apart (2: the grid's octaves);
+    the widest wider gap is split at the pool setting nearest its geometric middle."""
+    if not (math.isfinite(iv.lo) and math.isfinite(iv.hi) and iv.lo > 0):
+        return None
+    worst, split = max_gap, None
+    for obj in OBJECTIVES:
+        have = sorted(points.loc[points["objective"] == obj, "epoch"].unique())
+        lo = max((e for e in have if e <= iv.lo), default=have[0])
+        hi = min((e for e in have if e >= iv.hi), default=have[-1])
+        inside = [e for e in have if lo <= e <= hi]
+        for a, b in zip(inside, inside[1:], strict=False):
+            between = [e for e in pool_epochs if a < e < b]
+            if b / a > worst and between:
+                mid = math.sqrt(a * b)
+                worst, split = b / a, min(between, key=lambda e: abs(math.log(e / mid)))
+    return split
+
+
+def fill_action(
+    points: pd.DataFrame,
+    iv: Interval,
+    candidates: list[Candidate],
+    done: set[str],
+    cfg: AcquisitionConfig,
+) -> Action | None:
+    """Both objectives at ``coarse_gap``'s setting (``min_seeds`` seeds, less those measured)."""
+    target = coarse_gap(points, iv, sorted({c.epochs for c in candidates}), cfg.max_gap)
+    if target is None:
+        return None
+    have = _settings(points)
+    runs = tuple(
+        r
+        for obj in OBJECTIVES
+        for r in _free_runs(
+            candidates, done, obj, target, max(cfg.min_seeds - have.get((obj, target), 0), 0)
+        )
+    )
+    if not runs:
+        return None
+    why = (
+        f"interval {iv.describe()} read across settings more than {cfg.max_gap:g}x apart: "
+        f"measure {target:.3g} epochs"
+    )
+    return Action(candidates[0].group, "fill", runs, why=why)
+
+
 def propose(
     group_points: pd.DataFrame,
     iv: Interval,
@@ -365,11 +430,17 @@ def propose(
     done: set[str],
     cfg: AcquisitionConfig,
 ) -> list[Action]:
-    """The next actions on one group: extend an open interval, else the ``per_group``
-    best-scoring inner actions per FLOP (the cheapest when none is expected to help)."""
+    """The next actions on one group: extend an open interval, fill a coarse gap around a
+    closed one (both rules), else the ``per_group`` best-scoring inner actions per FLOP (the
+    cheapest when none is expected to help)."""
     if not candidates:
         return []
-    action = extend_action(iv, group_points, candidates, done, cfg.min_seeds)
+    # Most draws already cross inside the range: the crossover is near its edge, one grid
+    # step (max_gap) beyond brackets it; else jump extend_ratio and fill in what is needed.
+    ratio = cfg.max_gap if iv.p_crossover >= 0.5 else cfg.extend_ratio
+    action = extend_action(
+        iv, group_points, candidates, done, cfg.min_seeds, ratio=ratio
+    ) or fill_action(group_points, iv, candidates, done, cfg)
     if action is not None or iv.status == "insufficient_data":
         return [action] if action is not None else []
     epochs = sorted({c.epochs for c in candidates})
