@@ -87,7 +87,8 @@ class PlantedStudy:
         return d / unique_tokens
 
     def draw(self, runs: list[Candidate], rng: np.random.Generator) -> pd.DataFrame:
-        """Final losses of ``runs`` (rows in the shape ``run_adaptive``'s observe returns)."""
+        """Final losses of ``runs`` (rows in the shape of ``adaptive_loop.final_points``, what
+        ``run_adaptive``'s observe returns in the flow)."""
         rows = []
         for c in runs:
             tokens = c.epochs * c.unique_tokens
@@ -110,6 +111,8 @@ class PlantedStudy:
                     "y": clean * math.exp(noise),
                     "se": self.eval_noise * clean,
                     "flops": c.flops,
+                    "n_params": self.n_params,
+                    "tokens": tokens,
                 }
             )
         return pd.DataFrame(rows)
