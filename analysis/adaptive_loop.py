@@ -24,10 +24,9 @@ from analysis.adaptive import (
     Candidate,
     Group,
     Interval,
-    coarse_gap,
     interval_of,
-    propose,
 )
+from analysis.adaptive_actions import coarse_gap, propose
 from analysis.crossover_store import BOOT_SEED, N_BOOT
 from analysis.errors import AnalysisError
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.adaptive import Interval, coarse_gap, extend_action, relative_width
+from analysis.adaptive import Interval, relative_width
+from analysis.adaptive_actions import coarse_gap, extend_action
 from analysis.adaptive_loop import AdaptiveConfig, describe_rd_star, seed_design
 from analysis.adaptive_sim import PlantedStudy, SimulatedSweep, adaptive, grid_widths
 from analysis.errors import AnalysisError
