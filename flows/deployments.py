@@ -21,8 +21,8 @@ from flows.run_task import PROJECT_ROOT, worker_env
 DEFAULT_POOL = "dlm-crossover"
 DEPLOYMENT_NAME = "default"
 # The stop rule of the CPU demo's command (README, "Adaptive sweep"), the adaptive deployment's
-# form defaults: on the `adaptive-demo` menu a crossover near 20 epochs is bracketed (16..24)
-# inside the cap, which stops the sweep before the 32-epoch extension (1.7e13 FLOPs more).
+# form defaults: on the `adaptive-demo` menu a crossover near 20 epochs is located within the
+# cap (planted curves: ~4.1e13 FLOPs, tests/flows/test_adaptive.py), ~27% of the full menu.
 DEMO_STOP_RULE = {"target_width": 0.5, "compute_cap": 5e13, "min_seeds": 3}
 
 
