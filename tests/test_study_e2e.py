@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from analysis.store import ResultsStore
 from analysis.study import analyze_study
@@ -66,6 +67,8 @@ def _hide_smallest_budget_tokens(home: Path) -> list[Path]:
     return hidden
 
 
+# Two sweeps in one test: twice the suite's per-test timeout, generous on a loaded 2-core machine.
+@pytest.mark.timeout(1800)
 def test_smoke_study_failures_then_resume_end_to_end(tmp_path: Path) -> None:
     home = tmp_path / "home"
     build_budgets(load_preset("smoke").budgets, home / "budgets")  # what the CLI builds first
