@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -131,12 +132,21 @@ def synthetic_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
     return db, outcomes
 
 
+@pytest.fixture(scope="module")
+def test_server() -> Iterator[None]:
+    """One Prefect test server (its own temporary database) for this module's flows: a start
+    costs seconds. Each test reads back only its own flow run's or artifact key's records."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
 def test_artifacts_and_named_task_runs_on_a_test_server(
-    synthetic_study: tuple[Path, list[RunOutcome]],
+    synthetic_study: tuple[Path, list[RunOutcome]], test_server: None
 ) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.testing.utilities import prefect_test_harness
 
     db, outcomes = synthetic_study
     report = db.parent / "report.html"
@@ -147,21 +157,41 @@ def test_artifacts_and_named_task_runs_on_a_test_server(
         publish_runs_task("Synthetic", outcomes, db.parent / "runs")
         return publish_results_task("Synthetic", db, str(report))
 
-    with prefect_test_harness(server_startup_timeout=180):
-        state = publish_check(return_state=True)
-        assert state.is_completed(), state.message  # a failed grid point does not fail it
-        text = state.result()
-        with get_client(sync_client=True) as client:
-            client_json = _ClientJSON(client)
-            check_study_artifacts(
-                client_json, str(state.state_details.flow_run_id), "synthetic", report, db
-            )
-            names = client_json.task_run_states(str(state.state_details.flow_run_id))
+    state = publish_check(return_state=True)
+    assert state.is_completed(), state.message  # a failed grid point does not fail it
+    text = state.result()
+    with get_client(sync_client=True) as client:
+        client_json = _ClientJSON(client)
+        check_study_artifacts(
+            client_json, str(state.state_details.flow_run_id), "synthetic", report, db
+        )
+        names = client_json.task_run_states(str(state.state_details.flow_run_id))
     stored = crossover_table(db)
     assert "DLM overtakes AR after" in text and len(stored) == 2
     failed = [o.label for o in outcomes if o.status == "failed"]
     assert len(failed) == 1 and names[failed[0]] == "FAILED"
     assert all(names[o.label] == "COMPLETED" for o in outcomes if o.status == "completed")
+
+
+def test_plan_flow_publishes_the_plan_as_a_table_artifact(test_server: None) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.plan import plan_flow
+
+    state = plan_flow(unique_tokens=1e9, compute=1e19, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["plan-prior-published"]))
+        )
+    assert result["verdict"] == "ar" and "recommendation: train AR" in result["text"]
+    assert artifact.type == "table" and "verdict: ar" in artifact.description
+    rows = result["rows"]
+    assert [r["objective"] for r in rows] == ["ar", "dlm"]
+    assert all(r["verdict"] == "ar" and r["95% interval"].startswith("[") for r in rows)
+    assert str(artifact.flow_run_id) == str(state.state_details.flow_run_id)
 
 
 class _ClientJSON:

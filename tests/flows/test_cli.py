@@ -1,5 +1,7 @@
-"""The `flows` CLI end to end with an embedded Prefect (temporary server) and an embedded Ray:
-the smoke study goes budgets -> runs -> DuckDB -> report; failures are counted in the exit code."""
+"""The `flows` CLI in child processes: dry runs, spec errors, the study lock, a full disk.
+
+The smoke study through the CLI (budgets -> runs -> DuckDB -> report, failures counted in the exit
+code, a rerun resuming only what failed) is tests/test_study_e2e.py: one study serves both."""
 
 from __future__ import annotations
 
@@ -7,11 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-
-from flows.spec import load_preset
-from pipeline.manifest import load_manifest
 
 CLI = [sys.executable, "-m", "flows.cli"]
 
@@ -72,45 +70,6 @@ def test_bad_spec_exits_2_naming_the_field(tmp_path: Path, cli_env: dict) -> Non
     proc = _flows(["run", "sweep", "--config", str(study), "--dry-run"], cli_env)
     assert proc.returncode == 2
     assert "models[1]: unknown preset 'xxl'" in proc.stderr
-
-
-def test_smoke_study_failures_then_resume(home_with_budgets: Path, cli_env: dict) -> None:
-    home = home_with_budgets
-    spec = load_preset("smoke")
-    budget_dir = home / "budgets" / spec.budgets.spec_hash / f"budget_{spec.budgets.sizes[0]}"
-    manifest = load_manifest(budget_dir / "manifest.json")
-    # Break the smallest budget's tokens: its runs raise inside train_run; the others complete.
-    hidden = []
-    for name in manifest.train_files:
-        Path(name).rename(name + ".hidden")
-        hidden.append(Path(name))
-    args = ["run", "sweep", "--preset", "smoke", "--home", str(home), "--num-cpus", "2"]
-
-    first = _flows(args, cli_env)
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert "2 trained, 0 already done, 2 failed" in first.stdout
-    assert first.stdout.count("FAILED ") == 2
-    db_path = home / "smoke" / "results.duckdb"
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        rows = con.execute("SELECT status, failure_reason FROM runs").fetchall()
-    assert sorted(r[0] for r in rows) == ["completed"] * 2 + ["failed"] * 2
-    assert all("train.ds" in (reason or "") for status, reason in rows if status == "failed")
-
-    for path in hidden:
-        Path(str(path) + ".hidden").rename(path)
-    second = _flows(args, cli_env)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "2 trained, 2 already done, 0 failed" in second.stdout
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        statuses = con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
-    assert statuses == [("completed", 4)]
-    assert (home / "smoke" / "report" / "report.html").stat().st_size > 10_000
-    assert f"results (DuckDB): {db_path}" in second.stdout
-    # Quiet: no library log walls on the terminal.
-    assert "INFO" not in second.stderr and "Traceback" not in second.stderr
-
-    status = _flows(["status", "--preset", "smoke", "--home", str(home)], cli_env)
-    assert status.returncode == 0 and "4 completed" in status.stdout
 
 
 def test_deploy_refuses_without_a_server(cli_env: dict) -> None:

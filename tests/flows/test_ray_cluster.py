@@ -18,9 +18,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 from flows_fixtures import free_ports
 
 from flows.server import stop_group
+from flows.spec import PRESETS_DIR
 
 RAY_BIN = Path(sys.executable).parent / "ray"
 
@@ -84,17 +86,22 @@ def test_sweep_on_an_existing_ray_cluster(
 ) -> None:
     address, ray_temp = ray_head
     home = home_with_budgets
-    cmd = [sys.executable, "-m", "flows.cli", "run", "sweep", "--preset", "smoke"]
+    # The smoke study with one objective: 2 runs on the smoke budgets already built in ``home``
+    # (the cluster path is the same for any number of runs; the head runs them one at a time).
+    spec = yaml.safe_load((PRESETS_DIR / "smoke.yaml").read_text())
+    study = home / "study.yaml"
+    study.write_text(yaml.safe_dump({**spec, "objectives": ["ar"]}))
+    cmd = [sys.executable, "-m", "flows.cli", "run", "sweep", "--config", str(study)]
     proc = subprocess.run(
         [*cmd, "--home", str(home), "--ray-address", address],
         env=cli_env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 trained, 0 already done, 0 failed" in proc.stdout
+    assert "2 trained, 0 already done, 0 failed" in proc.stdout
     # The runs executed on that cluster: its session logs hold the training workers' logs.
     worker_logs = list(ray_temp.glob("session_*/logs/worker-*.out"))
     assert worker_logs, "no worker ran on the external cluster"
     with duckdb.connect(str(home / "smoke" / "results.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchone() == (
-            4,
+            2,
         )

@@ -164,8 +164,9 @@ def test_two_gloo_processes_match_one_process(kind: str, tmp_path: Path, procs: 
 def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _Procs) -> None:
     data = tiny_data(tmp_path)
     model = {"tie_embeddings": True}  # the tied-name path of the gathered checkpoint
+    # 24 steps (3 epochs of 8), evaluated at 8, 16 and 24: killed at 5, every eval after resume.
     cfg = tiny_config(
-        data, kind="ar", epochs=12.0, eval={"every_epochs": 4.0}, checkpoint_every_steps=5
+        data, kind="ar", epochs=3.0, eval={"every_epochs": 1.0}, checkpoint_every_steps=5
     )
     cfg = RunConfig.from_dict({**cfg.model_dump(), "model": {**cfg.model.model_dump(), **model}})
     single = train_run(cfg, tmp_path / "single")
