@@ -176,6 +176,23 @@ def _draws(
     return pd.concat(rows, ignore_index=True), np.vstack(draws), basis
 
 
+def bootstrap_crossings(
+    points: pd.DataFrame,
+    metric: str,
+    curves: tuple[SmoothCurve, SmoothCurve],
+    grid: np.ndarray,
+    se: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[str, float]], str]:
+    """(status, epoch) of each bootstrap draw, and the draws' basis (see ``_draws``)."""
+    means, y_b, basis = _draws(points, se, n_boot, rng)
+    # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
+    b_ar, b_dlm = _fit_pair(means, y_b, (curves[0].lam, curves[1].lam))
+    diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
+    return [_crossing(grid, diffs[:, j]) for j in range(n_boot)], basis
+
+
 def _interval_all_draws(
     boots: list[tuple[str, float]], lo: float, hi: float
 ) -> tuple[float, float]:
@@ -216,11 +233,7 @@ def locate_crossover(
     se = _residual_se(points, ar, dlm)
     boots, basis = [], "no bootstrap"
     if n_boot:
-        means, y_b, basis = _draws(points, se, n_boot, rng)
-        # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
-        b_ar, b_dlm = _fit_pair(means, y_b, (ar.lam, dlm.lam))
-        diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
-        boots = [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
+        boots, basis = bootstrap_crossings(points, metric, (ar, dlm), grid, se, n_boot, rng)
     e_lo, e_hi = _interval_all_draws(boots, lo, hi)
     n_cross = sum(s == "crossover" for s, _ in boots)
     return {
