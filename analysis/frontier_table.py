@@ -8,7 +8,8 @@ paired bootstrap draws and their profile-likelihood draws, P(crossover) over the
 draws, each objective's optimum there and whether it lies outside what the study measured; or
 'not identified: <objective> <parameter>: <why>' and no numbers when a law is not pinned (fewer
 than 3 model sizes: ``analysis.fits.stage1_gate``). C_crit(U) = k U^b is fitted apart for
-crossovers inside and outside the measured range.
+crossovers inside and outside the measured range. How often the interval holds the truth is
+simulated by ``analysis.frontier_coverage`` (numbers in bench/RESULTS.md).
 """
 
 from __future__ import annotations

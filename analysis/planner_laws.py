@@ -23,6 +23,22 @@ The published prior (``--prior published``) is a distribution, stated here in fu
   Text") measured for masked diffusion; Prabhudesai et al. argue part of it is data, not
   compute, hence the range down to 2x). The DLM's R_N* is taken as AR's (5.31).
 Stage-1 constants are held at the published values (no spread).
+
+Prabhudesai et al.'s own fitted constants (their table of A, B, E, alpha, beta, R_D*, R_N* for
+AR and for diffusion) would make a matched prior; they were looked for on 2026-11-30 and NOT
+found in what this project can read: the authors' public code (github.com/wmn-231314/
+diffusion-data-constraint: training and evaluation scripts, no law fit, no constants), the arXiv
+HTML of 2507.15857 (v2, v5, v7) and the project page https://diffusion-scaling.github.io (only
+their opening sections are available here; the table is not), the authors' blog post ("R_D*
+~500 for diffusion vs ~15 for AR") and third-party summaries. Those summaries quote R_D* =
+512.85 (diffusion) and 31.93 (AR), which could not be checked against the paper and are not
+used. What the prior is checked against instead is the paper's closed form for the critical
+compute, C_crit(U) = 2.12e15 (U / 1e6)^2.174 FLOPs (C = 6 N D; quoted by third parties, and
+consistent with the paper's largest runs: 4.7e19 FLOPs at U = 100M): at the paper's budgets
+(25M, 50M, 100M unique tokens) the prior's C_crit is 0.59-0.75x it
+(``tests/analysis/test_planner_laws.py``). The prior's C_crit grows as U^2 exactly (both laws
+share alpha = beta and N_opt(U) ~ U), the paper's as U^2.174, so far beyond their budgets the
+two part (0.26x at U = 1e10).
 """
 
 from __future__ import annotations
@@ -42,6 +58,9 @@ PRIOR_DLM_RD_STAR = 500.0  # Prabhudesai et al. 2025: "R_D* ~ 500" for masked di
 PRIOR_RD_FACTOR = 2.0  # 95% of prior draws within x/ 2 of each R_D*
 PRIOR_GAP = (2.0, 16.0)  # 95% range of the DLM's single-epoch data gap (see module docstring)
 PRIOR_DRAWS = 200
+# Prabhudesai et al. 2025 (arXiv 2507.15857), the critical compute they state (a check, not
+# an input): C_crit(U) = 2.12e15 (U / 1e6)^2.174 FLOPs, U unique tokens, C = 6 N D.
+PRABHUDESAI_CCRIT = (2.12e15, 2.174)
 PRIOR_SOURCE = (
     "published prior: AR = Muennighoff et al. 2023; DLM R_D* ~ 500 = Prabhudesai et al. 2025; "
     "DLM single-epoch data gap 2-16x (assumed)"
