@@ -130,34 +130,61 @@ def _seed_matrix(points: pd.DataFrame, obj: str) -> tuple[np.ndarray, np.ndarray
     return epochs, index
 
 
+def _resampled_seeds(
+    vals: np.ndarray, mean: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Curve mode (points of one run share a seed): seeds resampled whole, deviations
+    inflated by sqrt(k / (k - 1)) (k-cluster bootstrap) times t_df / z on the pooled df."""
+    k, n_epochs = vals.shape
+    pick = rng.integers(0, k, (n_boot, k))  # (B, k) seeds per draw
+    with warnings.catch_warnings():  # a draw may miss an epoch some seeds lack
+        warnings.simplefilter("ignore", RuntimeWarning)
+        boot = np.nanmean(vals[pick], axis=1)  # (B, E)
+    df = max((k - 1) * n_epochs, 1)
+    boost = math.sqrt(k / (k - 1)) * student_t.ppf(0.975, df) / norm.ppf(0.975)
+    boot = mean + boost * (boot - mean)
+    return np.where(np.isfinite(boot), boot, mean)
+
+
+def _pooled_seeds(
+    vals: np.ndarray, mean: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Final mode (every point its own run): the relative seed spread pooled over the
+    objective's epochs (df = sum of (seeds - 1)), each epoch's mean drawn as
+    mean (1 + sigma z / sqrt(n_e)) with sigma^2 = df s^2 / chi2_df per draw, so any linear
+    contrast of the means is t_df-distributed (the t interval). Three seeds alone give an
+    epoch's spread 2 df: resampling them (or scaling by a pooled t) under-covers."""
+    n = np.isfinite(vals).sum(axis=0)  # (E,) seeds per epoch
+    rel = vals / mean - 1.0
+    df = int((n - 1).sum())
+    s2 = float(np.nansum(rel**2)) / df
+    sigma = np.sqrt(df * s2 / rng.chisquare(df, (n_boot, 1)))  # (B, 1)
+    z = rng.standard_normal((n_boot, len(mean)))
+    return mean * (1.0 + sigma * z / np.sqrt(n))
+
+
 def _draws(
     points: pd.DataFrame, se: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """Bootstrap draws of the per-epoch means: (points with one row per (objective, epoch),
-    values (rows, B), basis). With >= 2 seeds, seeds are resampled whole (each with its own
-    evaluation noise already in it) and deviations inflated by sqrt(k / (k - 1)), the
-    small-sample correction of a k-cluster bootstrap, times t_df / z for
-    a spread estimated from few seeds. With one seed at some epoch, only evaluation noise
-    is drawn: half shared by the whole run (the same held-out set scores every checkpoint),
-    half independent per point."""
+    values (rows, B), basis). With >= 2 seeds at every epoch the seed spread (each run's
+    evaluation noise already in it) is drawn: pooled over epochs when every point is its own
+    run (``_pooled_seeds``), else seeds resampled whole (``_resampled_seeds``). With one seed
+    at some epoch, only evaluation noise is drawn: half shared by the whole run (the same
+    held-out set scores every checkpoint), half independent per point."""
     rows, draws, bases = [], [], []
     y = points["y"].to_numpy(float)
+    own_runs = points["run_id"].nunique() == len(points) if "run_id" in points else False
     for obj in OBJECTIVES:
         epochs, index = _seed_matrix(points, obj)
         vals = np.where(index >= 0, y[np.maximum(index, 0)], np.nan)  # (k, E)
         mean = np.nanmean(vals, axis=0)
-        k, per_epoch = len(index), (index >= 0).sum(axis=0)
-        if per_epoch.min() >= 2:
-            pick = rng.integers(0, k, (n_boot, k))  # (B, k) seeds per draw
-            with warnings.catch_warnings():  # a draw may miss an epoch some seeds lack
-                warnings.simplefilter("ignore", RuntimeWarning)
-                boot = np.nanmean(vals[pick], axis=1)  # (B, E)
-            # Spread estimated from few seeds: t quantile over z on the pooled df, as a
-            # t interval would (k = 3 seeds at 5 epochs: df 10, x1.14).
-            df = max((k - 1) * len(epochs), 1)
-            boost = math.sqrt(k / (k - 1)) * student_t.ppf(0.975, df) / norm.ppf(0.975)
-            boot = mean + boost * (boot - mean)
-            boot = np.where(np.isfinite(boot), boot, mean)
+        per_epoch = (index >= 0).sum(axis=0)
+        if per_epoch.min() >= 2 and own_runs:
+            boot = _pooled_seeds(vals, mean, n_boot, rng)
+            bases.append("seed spread pooled over epochs")
+        elif per_epoch.min() >= 2:
+            boot = _resampled_seeds(vals, mean, n_boot, rng)
             bases.append("seeds resampled")
         else:
             # SE of each epoch's mean over its seeds; one seed somewhere: no seed spread known.
@@ -174,6 +201,23 @@ def _draws(
         else "; ".join(f"{o}: {b}" for o, b in zip(OBJECTIVES, bases, strict=True))
     )
     return pd.concat(rows, ignore_index=True), np.vstack(draws), basis
+
+
+def bootstrap_crossings(
+    points: pd.DataFrame,
+    metric: str,
+    curves: tuple[SmoothCurve, SmoothCurve],
+    grid: np.ndarray,
+    se: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[str, float]], str]:
+    """(status, epoch) of each bootstrap draw, and the draws' basis (see ``_draws``)."""
+    means, y_b, basis = _draws(points, se, n_boot, rng)
+    # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
+    b_ar, b_dlm = _fit_pair(means, y_b, (curves[0].lam, curves[1].lam))
+    diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
+    return [_crossing(grid, diffs[:, j]) for j in range(n_boot)], basis
 
 
 def _interval_all_draws(
@@ -216,11 +260,7 @@ def locate_crossover(
     se = _residual_se(points, ar, dlm)
     boots, basis = [], "no bootstrap"
     if n_boot:
-        means, y_b, basis = _draws(points, se, n_boot, rng)
-        # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
-        b_ar, b_dlm = _fit_pair(means, y_b, (ar.lam, dlm.lam))
-        diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
-        boots = [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
+        boots, basis = bootstrap_crossings(points, metric, (ar, dlm), grid, se, n_boot, rng)
     e_lo, e_hi = _interval_all_draws(boots, lo, hi)
     n_cross = sum(s == "crossover" for s, _ in boots)
     return {

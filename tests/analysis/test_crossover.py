@@ -173,15 +173,56 @@ def _seeded_sweep(rng: np.random.Generator, seeds: int) -> pd.DataFrame:
 
 
 def test_crossover_intervals_with_seed_noise_cover_the_truth() -> None:
-    """Seeded, deterministic coverage simulation: 3 seeds per setting, 40 replications; the
-    nominal 95% interval (from all draws) must cover the laws' true crossover >= 90%."""
+    """Seeded, deterministic coverage simulation: 3 seeds per setting, REPS replications of the
+    5-setting design; the nominal 95% interval must cover the laws' true crossover in at least
+    MIN_HITS of them (measured: 92/100). A calibrated method's hits are Binomial(100, 0.95):
+    P(< 90) is about 1%. 100 reps cannot tell 88% from 95% (the earlier whole-seed
+    resampling scores 90/100 on these seeds): this guards against gross regressions, and
+    bench/bench_crossover_coverage.py measures the calibration (200 draws per design)."""
     truth = law_crossover_tokens(MUENNIGHOFF_2023, DLM_EXAMPLE, 1e8, 1e9) / 1e9  # ~51 epochs
     hits = 0
-    for rep in range(40):
-        res = locate_crossover(_seeded_sweep(np.random.default_rng(rep), 3), "val_loss", seed=rep)
+    for rep in range(REPS):
+        res = locate_crossover(
+            _seeded_sweep(np.random.default_rng(rep), 3), "val_loss", n_boot=100, seed=rep
+        )
         hits += res["epoch_lo"] <= truth <= res["epoch_hi"]
-        assert res["interval_basis"] == "seeds resampled" and 0 <= res["p_crossover"] <= 1
-    assert hits / 40 >= 0.9
+        assert res["interval_basis"] == "seed spread pooled over epochs"
+        assert 0 <= res["p_crossover"] <= 1
+    assert hits >= MIN_HITS, f"{hits}/{REPS} intervals cover the truth"
+
+
+REPS, MIN_HITS = 100, 90
+
+
+def test_point_estimate_on_noiseless_planted_laws_is_unbiased() -> None:
+    """Noiseless final losses on the 2x grids 4..512 and 8..128: the spline's crossing is
+    within 1% of the laws' (measured -0.1% and -0.3% at U = 1e9, -0.3% at U = 1e8), far
+    inside the interval's width (tens of %): smoothing across 2x gaps is not the miss."""
+    for u, epochs in ((1e9, (4, 8, 16, 32, 64, 128, 256, 512)), (1e8, (8, 16, 32, 64, 128, 256))):
+        truth = law_crossover_tokens(MUENNIGHOFF_2023, DLM_EXAMPLE, 1e8, u) / u
+        rows = [
+            {
+                "run_id": f"{obj}-{e}",
+                "objective": obj,
+                "epoch": float(e),
+                "y": float(data_constrained_loss(1e8, e * u, u, law)),
+                "se": 1e-4,
+                "flops": 6e8 * u * e,
+            }
+            for obj, law in (("ar", MUENNIGHOFF_2023), ("dlm", DLM_EXAMPLE))
+            for e in epochs
+        ]
+        res = locate_crossover(pd.DataFrame(rows), "val_loss", n_boot=0)
+        assert res["epoch"] == pytest.approx(truth, rel=0.01)
+
+
+def test_points_along_runs_keep_whole_seed_resampling() -> None:
+    """Curve mode (several points per run): a seed's points stay together in every draw."""
+    frame = _seeded_sweep(np.random.default_rng(0), 3)
+    frame["run_id"] = frame["objective"] + "-" + frame["seed"].astype(str)  # one run per seed
+    res = locate_crossover(frame, "val_loss", n_boot=50, seed=0)
+    assert res["interval_basis"] == "seeds resampled"
+    assert res["epoch_lo"] <= res["epoch"] <= res["epoch_hi"]
 
 
 def test_one_seed_interval_is_labelled_and_compute_is_per_objective() -> None:
