@@ -33,11 +33,12 @@ from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule, derived_seed
 from training_core.data_parallel import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
-from training_core.flops import flops_per_token, param_counts
+from training_core.flops import flops_per_token
 from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_io import RunResult
-from training_core.run_state import STATE_KEYS, Progress, Run
+from training_core.run_records import eval_row, finish, flush, metrics_row, progress_event
+from training_core.run_state import STATE_KEYS, Run
 from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -79,16 +80,16 @@ def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = No
     except StopRun:
         raise
     except NonFiniteLoss as err:
-        return _finish(run, cfg, run_dir, started_at, failure=str(err), par=par)
+        return finish(run, cfg, run_dir, started_at, failure=str(err), par=par)
     except Exception as err:
-        _finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}", par=par)
+        finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}", par=par)
         raise
 
 
 def record_failure(cfg: RunConfig, run_dir: Path, reason: str) -> RunResult:
     """Write a failed result.json for a run that died before ``train_run`` could (e.g. a rank of
     a multi-process run killed from outside); returns it."""
-    return _finish(None, cfg, Path(run_dir), run_io.now_iso(), failure=reason)
+    return finish(None, cfg, Path(run_dir), run_io.now_iso(), failure=reason)
 
 
 def _check_owner(cfg: RunConfig, run_dir: Path) -> None:
@@ -227,15 +228,15 @@ def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
         if evaluated or (every is not None and p.step % every == 0):
             _checkpoint(run)
         elif p.step % _METRICS_FLUSH_EVERY == 0:
-            _flush(run)
+            flush(run)
         if on_progress is not None:
             try:
-                on_progress(_progress_event(run))
+                on_progress(progress_event(run))
             except StopRun:
                 _checkpoint(run)
                 raise
-    _flush(run)
-    return _finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
+    flush(run)
+    return finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
 
 
 def _train_step(run: Run) -> None:
@@ -250,18 +251,7 @@ def _train_step(run: Run) -> None:
     p.step, p.samples = step + 1, run.sched.samples_after(step)
     p.flops += run.fpt * n_tokens
     p.train_wall_s += dt
-    p.metrics.append(
-        {
-            "run_id": cfg.run_id,
-            "step": p.step,
-            "tokens_seen": p.samples * cfg.model.seq_len,
-            "epoch": p.samples / run.sched.n_windows,
-            "train_loss": train_loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens_per_s": n_tokens / dt if dt > 0 else None,
-        }
-    )
+    p.metrics.append(metrics_row(run, train_loss, lr, grad_norm, n_tokens, dt))
 
 
 def _optimizer_step(run: Run, step: int, scheduler: LRScheduler) -> tuple[float, float, int, float]:
@@ -381,34 +371,15 @@ def _eval(
     step = p.step if step is None else step
     samples = p.samples if samples is None else samples
     out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
-    row = {
-        "run_id": cfg.run_id,
-        "step": step,
-        "tokens_seen": samples * cfg.model.seq_len,
-        "epoch": samples / run.sched.n_windows,
-        "flops": p.flops if flops is None else flops,
-        **{k: _finite_or_none(v) for k, v in out.items()},
-        "kind": kind,
-        "fork_step": fork_step,
-        "run_flops": p.flops + p.branch_flops,
-    }
-    p.evals.append(row)
-    _flush(run)
-
-
-def _flush(run: Run) -> None:
-    if not run.par.is_main:
-        return
-    run_io.write_rows(
-        run.run_dir / run_io.METRICS_FILE, run.progress.metrics, run_io.METRICS_SCHEMA
-    )
-    run_io.write_rows(run.run_dir / run_io.EVALS_FILE, run.progress.evals, run_io.EVALS_SCHEMA)
+    flops = p.flops if flops is None else flops
+    p.evals.append(eval_row(run, out, kind, step, samples, flops, fork_step))
+    flush(run)
 
 
 def _checkpoint(run: Run) -> None:
     if run.last_ckpt_step == run.progress.step:
         return
-    _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
+    flush(run)  # rows first: a checkpoint never points past what the parquet files hold
     run.progress.wall_s = run.wall_s()
     if run.par.active:
         sharded_checkpoint.save_checkpoint(
@@ -418,82 +389,3 @@ def _checkpoint(run: Run) -> None:
         save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
     run.last_ckpt_step = run.progress.step
     hooks.after_checkpoint(run.progress.step, resumed=run.resumed_from is not None)
-
-
-def _progress_event(run: Run) -> dict[str, Any]:
-    p = run.progress
-    last = p.metrics[-1]
-    return {
-        "run_id": run.cfg.run_id,
-        "step": p.step,
-        "total_steps": run.sched.total_steps,
-        "epoch": last["epoch"],
-        "train_loss": last["train_loss"],
-        "tokens_per_s": last["tokens_per_s"],
-    }
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _best(rows: list[dict[str, Any]], key: str, pick: Callable) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return pick(values) if values else None
-
-
-def _finish(
-    run: Run | None,
-    cfg: RunConfig,
-    run_dir: Path,
-    started_at: str,
-    failure: str | None,
-    par: Parallel | None = None,
-) -> RunResult:
-    """Write (rank 0) and return result.json; ``run`` is None when setup itself failed."""
-    counts = _safe_param_counts(cfg)
-    p = run.progress if run is not None else Progress()
-    evals = p.evals
-    last_eval = evals[-1] if evals else {}
-    result = RunResult(
-        run_id=cfg.run_id,
-        status="failed" if failure else "completed",
-        failure_reason=failure,
-        objective=cfg.objective.kind,
-        model_name=cfg.model.name,
-        n_params=counts.get("total", 0),
-        n_params_nonembed=counts.get("non_embedding", 0),
-        n_params_active=counts.get("active", 0),
-        flops_per_token=run.fpt if run is not None else 0.0,
-        unique_tokens=cfg.data.unique_tokens,
-        epochs=cfg.epochs,
-        seed=cfg.seed,
-        budget_id=cfg.data.budget_id,
-        steps=p.step,
-        tokens_seen=p.samples * cfg.model.seq_len,
-        total_flops=p.flops,
-        branch_flops=p.branch_flops,
-        final_val_loss=last_eval.get("val_loss"),
-        best_val_loss=_best(evals, "val_loss", min),
-        final_mc_acc=last_eval.get("mc_acc"),
-        best_mc_acc=_best(evals, "mc_acc", max),
-        wall_s=run.wall_s() if run is not None else 0.0,
-        tokens_per_s=p.samples * cfg.model.seq_len / p.train_wall_s if p.train_wall_s else 0.0,
-        started_at=started_at,
-        finished_at=run_io.now_iso(),
-        code_version=run_io.code_version(),
-    )
-    if run is not None:
-        _flush(run)
-    if par is None or par.is_main:
-        run_io.write_result(run_dir, result)
-    return result
-
-
-def _safe_param_counts(cfg: RunConfig) -> dict[str, int]:
-    try:
-        return dict(param_counts(cfg.model))
-    except Exception:  # a failure report must not fail on the config that broke the run
-        return {}
