@@ -18,22 +18,22 @@ from training_core.data_parallel import Parallel
 from training_core.flops import param_counts
 from training_core.run_io import RunResult
 from training_core.run_state import Progress, Run
+from training_core.train_step import StepStats
 
 
-def metrics_row(
-    run: Run, train_loss: float, lr: float, grad_norm: float, n_tokens: int, dt: float
-) -> dict[str, Any]:
-    """The metrics.parquet row of the main-run step just counted in ``run.progress``."""
+def metrics_row(run: Run, lr: float, stats: StepStats) -> dict[str, Any]:
+    """The metrics.parquet row of the main-run step just counted in ``run.progress``, taken at
+    learning rate ``lr``."""
     p, cfg = run.progress, run.cfg
     return {
         "run_id": cfg.run_id,
         "step": p.step,
         "tokens_seen": p.samples * cfg.model.seq_len,
         "epoch": p.samples / run.sched.n_windows,
-        "train_loss": train_loss,
+        "train_loss": stats.loss,
         "lr": lr,
-        "grad_norm": grad_norm,
-        "tokens_per_s": n_tokens / dt if dt > 0 else None,
+        "grad_norm": stats.grad_norm,
+        "tokens_per_s": stats.tokens / stats.seconds if stats.seconds > 0 else None,
     }
 
 

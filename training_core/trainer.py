@@ -17,20 +17,17 @@ reproduces it exactly (the branch is a pure function of the checkpoint, like eve
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
 
 from training_core import data_parallel, hooks, run_io, sharded_checkpoint
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
 from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
-from training_core.data import TokenWindows, TrainSchedule, derived_seed
+from training_core.data import TokenWindows, TrainSchedule
 from training_core.data_parallel import Parallel
 from training_core.evaluation import eval_due, evaluate, load_eval_data
 from training_core.flops import flops_per_token
@@ -40,19 +37,15 @@ from training_core.run_io import RunResult
 from training_core.run_records import eval_row, finish, flush, metrics_row, progress_event
 from training_core.run_state import STATE_KEYS, Run
 from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
+from training_core.train_step import NonFiniteLoss, check_nonfinite, optimizer_step
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
-_TRAIN_NOISE = 1  # stream tag for derived_seed; evaluation uses its own tags
 
 
 class StopRun(Exception):
     """Raise from ``on_progress`` to stop a run early: it checkpoints and re-raises, leaving no
     result.json, so calling ``train_run`` again resumes (a clean stand-in for a killed run)."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss or gradient norm went non-finite more often than ``max_nonfinite`` allows."""
 
 
 def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = None) -> RunResult:
@@ -244,53 +237,14 @@ def _train_step(run: Run) -> None:
     p, cfg = run.progress, run.cfg
     step = p.step
     lr = run.scheduler.get_last_lr()[0]  # lr_at(step): the scheduler stands at this step
-    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, run.scheduler)
-    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+    stats = optimizer_step(run, step, run.scheduler)
+    if not stats.finite:
         p.nonfinite += 1
-        _check_nonfinite(p.nonfinite, cfg.max_nonfinite, train_loss, grad_norm, step)
+        check_nonfinite(p.nonfinite, cfg.max_nonfinite, stats, step)
     p.step, p.samples = step + 1, run.sched.samples_after(step)
-    p.flops += run.fpt * n_tokens
-    p.train_wall_s += dt
-    p.metrics.append(metrics_row(run, train_loss, lr, grad_norm, n_tokens, dt))
-
-
-def _optimizer_step(run: Run, step: int, scheduler: LRScheduler) -> tuple[float, float, int, float]:
-    """Train on the batch and noise of ``step`` at the rate ``scheduler`` stands at, over
-    ``grad_accum`` micro-batches, then step the scheduler (a skipped update still moves the
-    schedule on); a non-finite loss or gradient skips the update. Returns (loss, grad norm,
-    tokens, seconds)."""
-    cfg = run.cfg
-    t0 = time.perf_counter()
-    tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
-    if run.device.type == "cuda":
-        tokens = tokens.pin_memory()  # lets the copies below overlap with compute
-    gen = torch.Generator(device=run.device)
-    # Objective noise: a function of (seed, step) only; every rank draws it for the whole batch.
-    gen.manual_seed(derived_seed(cfg.seed, _TRAIN_NOISE, step))
-    loss_sum = torch.zeros((), device=run.device)
-    for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
-        if len(micro) == 0:
-            continue
-        # This rank's rows; weight makes the (rank-averaged) gradient the mean over the step.
-        rows, weight = run.par.local_rows(len(micro), len(tokens))
-        with run.autocast():
-            loss, _stats = run.objective.loss(
-                run.model, micro.to(run.device, non_blocking=True), gen, rows
-            )
-        (loss * weight).backward()
-        loss_sum += loss.detach() * weight
-    grad_norm = _clip(run)
-    train_loss = float(run.par.sum(loss_sum)) / run.par.world  # the global batch's mean loss
-    if math.isfinite(train_loss) and math.isfinite(grad_norm):
-        run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
-    return train_loss, grad_norm, tokens.numel(), time.perf_counter() - t0
-
-
-def _check_nonfinite(count: int, allowed: int, loss: float, norm: float, step: int) -> None:
-    if count > allowed:
-        raise NonFiniteLoss(f"non-finite train loss {loss} / grad norm {norm} at step {step + 1}")
+    p.flops += run.fpt * stats.tokens
+    p.train_wall_s += stats.seconds
+    p.metrics.append(metrics_row(run, lr, stats))
 
 
 def _evaluation_point(run: Run) -> None:
@@ -331,11 +285,11 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     )
     flops, nonfinite = 0.0, 0
     for k in range(plan.cooldown_steps):
-        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, cooldown)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        stats = optimizer_step(run, plan.fork_step + k, cooldown)
+        if not stats.finite:
             nonfinite += 1
-            _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
-        flops += run.fpt * n_tokens
+            check_nonfinite(nonfinite, cfg.max_nonfinite, stats, plan.fork_step + k)
+        flops += run.fpt * stats.tokens
         hooks.after_branch_step(
             plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
         )
@@ -347,13 +301,6 @@ def _branch(run: Run, plan: BranchPlan) -> None:
     restore_snapshot(snapshot, run.model, run.optimizer)
     # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
     run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
-
-
-def _clip(run: Run) -> float:
-    params = [q for q in run.model.parameters() if q.grad is not None]
-    clip = run.cfg.optim.grad_clip
-    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-    return data_parallel.full_norm(norm)
 
 
 def _eval(
