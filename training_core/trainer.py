@@ -23,9 +23,8 @@ from typing import Any
 
 import torch
 
-from training_core import data_parallel, hooks, run_io, sharded_checkpoint
+from training_core import data_parallel, hooks, run_io
 from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
-from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule
 from training_core.data_parallel import Parallel
@@ -33,9 +32,10 @@ from training_core.evaluation import eval_due, evaluate, load_eval_data
 from training_core.flops import flops_per_token
 from training_core.model import Transformer
 from training_core.objectives import build_objective
+from training_core.run_checkpoint import checkpoint_run, resume_from_checkpoint
 from training_core.run_io import RunResult
 from training_core.run_records import eval_row, finish, flush, metrics_row, progress_event
-from training_core.run_state import STATE_KEYS, Run
+from training_core.run_state import Run
 from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
 from training_core.train_step import NonFiniteLoss, check_nonfinite, optimizer_step
 
@@ -157,52 +157,11 @@ def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run
         started_at=started_at,
         par=par,
     )
-    _maybe_resume(run)
+    resume_from_checkpoint(run)
     run.scheduler = main_scheduler(optimizer, sched.total_steps, cfg.optim, run.progress.step)
     if cfg.compile and not par.active:  # sharded runs compile per block in apply_fsdp
         run.model = torch.compile(model)
     return run
-
-
-def _maybe_resume(run: Run) -> None:
-    ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
-    if ckpt is None:
-        return
-    load = sharded_checkpoint.load_checkpoint if run.par.active else load_checkpoint
-    state = load(ckpt, run.model, run.optimizer)
-    p = run.progress
-    for key in STATE_KEYS:
-        setattr(p, key, state.get(key, getattr(p, key)))  # keys added later start at their default
-    # Rows up to the checkpoint come from its own copies (a run file lost or truncated since is
-    # rebuilt from them); rows written after it belong to steps that will be redone. A branch row
-    # belongs to its fork step (a branch complete when the checkpoint's step was reached stays).
-    p.metrics = [r for r in _resume_rows(run, ckpt, run_io.METRICS_FILE) if r["step"] <= p.step]
-    p.evals = [
-        r
-        for r in _resume_rows(run, ckpt, run_io.EVALS_FILE)
-        if (r["fork_step"] if r.get("kind") == "branch" else r["step"]) <= p.step
-    ]
-    if not any(r.get("kind") == "branch" and r.get("fork_step") == p.step for r in p.evals):
-        p.evals += _branch_rows_after_checkpoint(run, p.step)
-    run.last_ckpt_step = p.step
-    run.resumed_from = p.step
-    run.session_wall0 = p.wall_s
-
-
-def _branch_rows_after_checkpoint(run: Run, step: int) -> list[dict[str, Any]]:
-    """The branch row of the checkpoint's own step: written after the pre-branch checkpoint, so
-    only the run dir's file has it. A damaged file gives none (the branch is then redone)."""
-    try:
-        rows = run_io.read_rows(run.run_dir / run_io.EVALS_FILE)
-    except Exception:  # truncated or corrupt: redoing the branch is deterministic
-        return []
-    return [r for r in rows if r.get("kind") == "branch" and r.get("fork_step") == step]
-
-
-def _resume_rows(run: Run, ckpt: Path, name: str) -> list[dict[str, Any]]:
-    """The checkpoint's copy of a row file (checkpoints before copies: the run dir's file)."""
-    copy = ckpt / name
-    return run_io.read_rows(copy if copy.exists() else run.run_dir / name)
 
 
 def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
@@ -219,14 +178,14 @@ def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
             _evaluation_point(run)
         every = cfg.checkpoint_every_steps
         if evaluated or (every is not None and p.step % every == 0):
-            _checkpoint(run)
+            checkpoint_run(run)
         elif p.step % _METRICS_FLUSH_EVERY == 0:
             flush(run)
         if on_progress is not None:
             try:
                 on_progress(progress_event(run))
             except StopRun:
-                _checkpoint(run)
+                checkpoint_run(run)
                 raise
     flush(run)
     return finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
@@ -255,7 +214,7 @@ def _evaluation_point(run: Run) -> None:
     if plan is None:
         _eval(run, "final" if p.step == run.sched.total_steps else "mid-run")
         return
-    _checkpoint(run)
+    checkpoint_run(run)
     _branch(run, plan)
 
 
@@ -321,18 +280,3 @@ def _eval(
     flops = p.flops if flops is None else flops
     p.evals.append(eval_row(run, out, kind, step, samples, flops, fork_step))
     flush(run)
-
-
-def _checkpoint(run: Run) -> None:
-    if run.last_ckpt_step == run.progress.step:
-        return
-    flush(run)  # rows first: a checkpoint never points past what the parquet files hold
-    run.progress.wall_s = run.wall_s()
-    if run.par.active:
-        sharded_checkpoint.save_checkpoint(
-            run.run_dir, run.model, run.optimizer, run.progress.state(), run.par
-        )
-    else:
-        save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
-    run.last_ckpt_step = run.progress.step
-    hooks.after_checkpoint(run.progress.step, resumed=run.resumed_from is not None)
