@@ -9,10 +9,8 @@ objective's noise generator is re-seeded from (seed, s) before every step, and t
 is a function of s. A checkpoint at step s therefore only needs model and optimizer tensors to
 resume exactly where an uninterrupted run would be.
 
-Evaluation branches (``eval.branches``, ``branches.py``): at an evaluation point the trainer first
-checkpoints the main run, then forks, cools down, evaluates and restores in memory. A kill inside
-a branch resumes from that pre-branch checkpoint and re-runs the branch from its start, which
-reproduces it exactly (the branch is a pure function of the checkpoint, like every step).
+Evaluation points, and the cooldown branches forked at them (``eval.branches``), are run by
+``eval_points.py``; a branch is a pure function of the pre-branch checkpoint, like every step.
 """
 
 from __future__ import annotations
@@ -23,20 +21,20 @@ from typing import Any
 
 import torch
 
-from training_core import data_parallel, hooks, run_io
-from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
+from training_core import data_parallel, run_io
 from training_core.config import RunConfig
 from training_core.data import TokenWindows, TrainSchedule
 from training_core.data_parallel import Parallel
-from training_core.evaluation import eval_due, evaluate, load_eval_data
+from training_core.eval_points import evaluate_now, evaluation_point, resume_branch
+from training_core.evaluation import eval_due, load_eval_data
 from training_core.flops import flops_per_token
 from training_core.model import Transformer
 from training_core.objectives import build_objective
 from training_core.run_checkpoint import checkpoint_run, resume_from_checkpoint
 from training_core.run_io import RunResult
-from training_core.run_records import eval_row, finish, flush, metrics_row, progress_event
+from training_core.run_records import finish, flush, metrics_row, progress_event
 from training_core.run_state import Run
-from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
+from training_core.schedule import main_scheduler
 from training_core.train_step import NonFiniteLoss, check_nonfinite, optimizer_step
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -168,14 +166,14 @@ def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
     p, cfg = run.progress, run.cfg
     run.model.train()
     if p.step == 0 and cfg.eval.at_start and not p.evals:
-        _eval(run, "mid-run")
+        evaluate_now(run, "mid-run")
     elif 0 < p.step < run.sched.total_steps and eval_due(p.step - 1, run.sched, cfg.eval):
-        _resume_branch(run)  # killed inside the branch of the checkpoint's step: redo it
+        resume_branch(run)  # killed inside the branch of the checkpoint's step: redo it
     while p.step < run.sched.total_steps:
         _train_step(run)
         evaluated = eval_due(p.step - 1, run.sched, cfg.eval)
         if evaluated:
-            _evaluation_point(run)
+            evaluation_point(run)
         every = cfg.checkpoint_every_steps
         if evaluated or (every is not None and p.step % every == 0):
             checkpoint_run(run)
@@ -204,79 +202,3 @@ def _train_step(run: Run) -> None:
     p.flops += run.fpt * stats.tokens
     p.train_wall_s += stats.seconds
     p.metrics.append(metrics_row(run, lr, stats))
-
-
-def _evaluation_point(run: Run) -> None:
-    """An evaluation after the step just taken: a cooldown branch where one is planned (after a
-    pre-branch checkpoint), else an evaluation of the main run itself."""
-    p = run.progress
-    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
-    if plan is None:
-        _eval(run, "final" if p.step == run.sched.total_steps else "mid-run")
-        return
-    checkpoint_run(run)
-    _branch(run, plan)
-
-
-def _resume_branch(run: Run) -> None:
-    """On resume at an evaluation point: run its branch if the branch row is missing. A row that
-    is there was written after the (pre-branch) checkpoint: its ``run_flops`` carries the
-    branch's compute, which the checkpoint's scalars do not."""
-    p = run.progress
-    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
-    done = [r for r in p.evals if r.get("kind") == "branch" and r.get("fork_step") == p.step]
-    if done:
-        p.branch_flops = done[-1]["run_flops"] - p.flops
-    elif plan is not None:
-        _branch(run, plan)
-
-
-def _branch(run: Run, plan: BranchPlan) -> None:
-    """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
-    p, cfg = run.progress, run.cfg
-    if run.par.active:
-        data_parallel.reshard(run.model)
-    snapshot = take_snapshot(run.model, run.optimizer)
-    start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
-    floor = cfg.optim.lr * cfg.optim.min_lr_ratio
-    cooldown = cooldown_scheduler(
-        run.optimizer, cfg.optim.lr, plan.cooldown_steps, start, floor, cfg.eval.decay
-    )
-    flops, nonfinite = 0.0, 0
-    for k in range(plan.cooldown_steps):
-        stats = optimizer_step(run, plan.fork_step + k, cooldown)
-        if not stats.finite:
-            nonfinite += 1
-            check_nonfinite(nonfinite, cfg.max_nonfinite, stats, plan.fork_step + k)
-        flops += run.fpt * stats.tokens
-        hooks.after_branch_step(
-            plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
-        )
-    p.branch_flops += flops
-    samples = run.sched.samples_after(plan.end_step - 1)
-    _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
-    if run.par.active:
-        data_parallel.reshard(run.model)  # restore the shards, not a stale unsharded copy
-    restore_snapshot(snapshot, run.model, run.optimizer)
-    # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
-    run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
-
-
-def _eval(
-    run: Run,
-    kind: str,
-    step: int | None = None,
-    samples: int | None = None,
-    flops: float | None = None,
-    fork_step: int | None = None,
-) -> None:
-    """Evaluate the model as it is now: the main run's (step, samples, flops) unless a branch
-    passes its own. ``flops`` is the evaluated model's training compute, ``run_flops`` all the
-    compute the run has spent so far (branches included)."""
-    p, cfg = run.progress, run.cfg
-    step = p.step if step is None else step
-    samples = p.samples if samples is None else samples
-    out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
-    flops = p.flops if flops is None else flops
-    p.evals.append(eval_row(run, out, kind, step, samples, flops, fork_step))
-    flush(run)

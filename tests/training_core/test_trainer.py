@@ -235,7 +235,7 @@ class _CountingObjective:
 
 # The trainer's own modules (the loop and what it was split into); evaluation, objectives and the
 # model are the objective-specific parts and are not traced.
-TRAINER_MODULES = ("trainer", "run_records", "train_step", "run_checkpoint")
+TRAINER_MODULES = ("trainer", "run_records", "train_step", "run_checkpoint", "eval_points")
 
 
 def _trace_lines(paths: set[str], lines: set[tuple[str, int]]) -> Callable[..., Any]:
