@@ -235,7 +235,14 @@ class _CountingObjective:
 
 # The trainer's own modules (the loop and what it was split into); evaluation, objectives and the
 # model are the objective-specific parts and are not traced.
-TRAINER_MODULES = ("trainer", "run_records", "train_step", "run_checkpoint", "eval_points")
+TRAINER_MODULES = (
+    "trainer",
+    "run_setup",
+    "train_step",
+    "eval_points",
+    "run_checkpoint",
+    "run_records",
+)
 
 
 def _trace_lines(paths: set[str], lines: set[tuple[str, int]]) -> Callable[..., Any]:
@@ -258,10 +265,10 @@ def test_one_code_path_trains_both_objectives(
     # The matched comparison: every AR/DLM difference lives in the objective object. Both runs
     # execute the same lines of the trainer and hand the objective the same batches in the same
     # order; only what the objective does with them (and its causal flag) differs.
-    from training_core import trainer
+    from training_core import run_setup
 
     paths = {importlib.import_module(f"training_core.{m}").__file__ for m in TRAINER_MODULES}
-    real_build = trainer.build_objective
+    real_build = run_setup.build_objective
     seen: dict[str, tuple[list[torch.Tensor], set[tuple[str, int]]]] = {}
     for kind in ("ar", "dlm"):
         batches: list[torch.Tensor] = []
@@ -270,7 +277,7 @@ def test_one_code_path_trains_both_objectives(
         def counting(*args: Any, _batches: list = batches, **kwargs: Any) -> _CountingObjective:
             return _CountingObjective(real_build(*args, **kwargs), _batches)
 
-        monkeypatch.setattr(trainer, "build_objective", counting)
+        monkeypatch.setattr(run_setup, "build_objective", counting)
         sys.settrace(_trace_lines(paths, lines))
         try:
             result = train_run(tiny_config(data, kind=kind, epochs=0.5), tmp_path / kind)
