@@ -90,32 +90,3 @@ def test_a_dead_progress_board_never_fails_the_sweep(
 
     outcomes = run_grid(tasks, on_progress=kill_board)
     assert killed and [o.status for o in outcomes] == ["completed", "completed"]
-
-
-@pytest.mark.parametrize(
-    ("message", "calls"),
-    [("The current node timed out during startup. This could happen ...", 3), ("bad", 1)],
-)
-def test_embedded_ray_start_retries_only_rays_startup_timeout(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, message: str, calls: int
-) -> None:
-    """Ray's fixed 30 s raylet wait is retried (3 attempts in all, then the error stands); any
-    other start-up error is raised at once. ray.init is replaced: nothing starts here."""
-    import ray
-
-    from flows import dispatch
-
-    seen: list[dict] = []
-
-    def failing_init(**kwargs: object) -> None:
-        seen.append(kwargs)
-        raise Exception(message)
-
-    monkeypatch.setattr(ray, "init", failing_init)
-    # The module's embedded Ray may be up: this call must still take the start-up path.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
-    with pytest.raises(Exception, match=message[:20]):
-        dispatch.connect_ray(None, 1, tmp_path)
-    assert len(seen) == calls
-    assert all(kw["_node_ip_address"] == "127.0.0.1" for kw in seen)
