@@ -26,54 +26,24 @@ import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.grid_progress import (  # noqa: F401  (re-exported for callers)
+    GridProgress,
+    ProgressCallback,
+    TerminalProgress,
+    format_progress,
+)
 from flows.ray_connect import LOOPBACK, connect_ray  # noqa: F401  (re-exported for callers)
 from flows.run_task import PROGRESS_EVERY_S, RunOutcome, RunTask
 from formats.run_dir import FAILURE_FILE, PLAN_FILE, WORKER_FILE, write_json
 from formats.run_dir import result_status as read_status
 from pipeline.settings import OFFLINE_ENV
-
-
-@dataclass
-class GridProgress:
-    """What the terminal shows: counts, and the latest throughput of each running run."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    running: dict[str, dict[str, Any]] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)  # run_id -> "dlm/xs/25K/ep96/s0"
-    board_name: str = ""  # the Ray actor holding workers' progress (best-effort display)
-
-    @property
-    def fraction_done(self) -> float:
-        """Share of this sweep's work done: finished runs plus the step share of running ones
-        (skipped runs are no work). Evaluations are not weighed apart: an estimate."""
-        work = self.total - self.skipped
-        if work <= 0:
-            return 1.0
-        partial = sum(
-            min(float(p.get("step") or 0) / float(p["total_steps"]), 1.0)
-            for p in self.running.values()
-            if p.get("total_steps")
-        )
-        return min((self.done + self.failed + partial) / work, 1.0)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return sum(float(p.get("tokens_per_s") or 0.0) for p in self.running.values())
-
-
-ProgressCallback = Callable[[GridProgress], None]
 
 
 def record_plan(task: RunTask) -> None:
@@ -306,50 +276,3 @@ def _remotes() -> tuple[Any, Any]:
             return dict(self.latest)
 
     return ray.remote(_train_in_worker), ProgressBoard
-
-
-def format_progress(progress: GridProgress, elapsed_s: float) -> str:
-    """One status line: ``runs 3/12 · 2 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s``."""
-    minutes, seconds = divmod(int(elapsed_s), 60)
-    finished = progress.done + progress.failed + progress.skipped
-    line = (
-        f"runs {finished}/{progress.total} · {progress.done} done · {progress.failed} failed · "
-        f"{len(progress.running)} running · {progress.skipped} skipped · "
-        f"{progress.tokens_per_s / 1000:.1f}k tok/s · {minutes}m{seconds:02d}s"
-    )
-    frac = progress.fraction_done
-    if 0.02 <= frac < 1.0:  # too early an estimate is noise
-        left = int(elapsed_s * (1.0 - frac) / frac)
-        line += f" · ~{left // 60}m{left % 60:02d}s left"
-    now = [
-        f"{progress.labels.get(run_id, run_id)} {100 * min(p['step'] / p['total_steps'], 1):.0f}%"
-        for run_id, p in sorted(progress.running.items())
-        if p.get("total_steps")
-    ]
-    return line + (" · now: " + ", ".join(now) if now else "")
-
-
-class TerminalProgress:
-    """Live progress on stderr: one rewritten line on a terminal, else a line every ``every_s``."""
-
-    def __init__(self, stream: Any = None, every_s: float = 10.0) -> None:
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.start = time.monotonic()
-        self.last_line = 0.0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def __call__(self, progress: GridProgress) -> None:
-        now = time.monotonic()
-        line = format_progress(progress, now - self.start)
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-        elif now - self.last_line >= self.every_s:
-            self.stream.write(line + "\n")
-            self.last_line = now
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

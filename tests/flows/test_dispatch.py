@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
-from flows.dispatch import GridProgress, format_progress, run_grid
+from flows.dispatch import run_grid
+from flows.grid_progress import GridProgress, format_progress
 from flows.run_task import RunTask
 
 
@@ -62,16 +63,6 @@ def test_multi_gpu_run_gets_a_placement_group_released_after(
     assert group["strategy"] == "STRICT_PACK"
     assert group["bundles"] == {0: {"CPU": 1.0, "GPU": 2.0}}
     assert group["state"] == "REMOVED"
-
-
-def test_progress_line_names_running_runs_and_estimates_time_left() -> None:
-    progress = GridProgress(total=4, done=1, skipped=1, labels={"a": "dlm/xs/25K/ep96/s0"})
-    progress.running = {"a": {"step": 50, "total_steps": 100, "tokens_per_s": 12000.0}}
-    # work = 3 runs (one skipped); done 1 + half of one = 1.5 / 3 -> half the work in 60 s
-    assert progress.fraction_done == 0.5
-    line = format_progress(progress, 60)
-    assert "~1m00s left" in line and "now: dlm/xs/25K/ep96/s0 50%" in line
-    assert "left" not in format_progress(GridProgress(total=2), 5)  # nothing done: no guess
 
 
 def test_a_dead_progress_board_never_fails_the_sweep(
