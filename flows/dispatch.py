@@ -85,7 +85,6 @@ def run_grid(
 ) -> list[RunOutcome]:
     """Run every task not already completed; returns one outcome per task, in input order."""
     import ray
-    from ray.util.placement_group import remove_placement_group
 
     progress = GridProgress(total=len(tasks), labels={t.run_id: t.label for t in tasks})
     outcomes: dict[str, RunOutcome] = {}
@@ -112,19 +111,7 @@ def run_grid(
             (task.run_dir / FAILURE_FILE).unlink(missing_ok=True)
             ref, group = _submit(task, board, max_retries)
             pending[ref] = (task, group)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
-            for ref in ready:
-                task, group = pending.pop(ref)
-                outcome = _collect(ref, task)
-                if group is not None:  # give the run's GPUs back to the cluster now
-                    remove_placement_group(group)
-                outcomes[task.run_id] = outcome
-                progress.done += outcome.status == "completed"
-                progress.failed += outcome.status == "failed"
-            snapshot = _board_snapshot(board)
-            progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
-            _emit(on_progress, progress)
+        _wait_for_all(pending, board, outcomes, progress, on_progress, poll_s)
         ray.kill(board)
     finally:
         if started_ray:
@@ -132,6 +119,34 @@ def run_grid(
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     return [outcomes[t.run_id] for t in tasks]
+
+
+def _wait_for_all(
+    pending: dict[Any, tuple[RunTask, Any]],
+    board: Any,
+    outcomes: dict[str, RunOutcome],
+    progress: GridProgress,
+    on_progress: ProgressCallback | None,
+    poll_s: float,
+) -> None:
+    """Collect every submitted run into ``outcomes`` as it finishes (releasing its placement
+    group at once), reporting progress every ``poll_s`` seconds."""
+    import ray
+    from ray.util.placement_group import remove_placement_group
+
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+        for ref in ready:
+            task, group = pending.pop(ref)
+            outcome = _collect(ref, task)
+            if group is not None:  # give the run's GPUs back to the cluster now
+                remove_placement_group(group)
+            outcomes[task.run_id] = outcome
+            progress.done += outcome.status == "completed"
+            progress.failed += outcome.status == "failed"
+        snapshot = _board_snapshot(board)
+        progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
+        _emit(on_progress, progress)
 
 
 def _board_snapshot(board: Any) -> dict[str, dict[str, Any]]:
