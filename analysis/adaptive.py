@@ -1,4 +1,4 @@
-"""Acquisition for an adaptive sweep: which runs most narrow the crossover interval per FLOP.
+"""Acquisition for an adaptive sweep: the quantities its choices are scored on.
 
 A study's grid is a set of candidate runs (objective x model x budget x epochs x seed). The
 crossover of each (model, budget) group is ``analysis.crossover.locate_crossover`` on the final
@@ -6,20 +6,10 @@ losses of its completed runs, with the same bootstrap the report uses. Its width
 ``hi / lo - 1`` (relative: scale-free across budgets whose crossovers sit at different epochs);
 an interval open at either edge has infinite width.
 
-Actions on a group, each a few runs of the grid:
-
-- ``extend``: the interval is open at the top (AR still ahead at the end of the measured range in
-  some draws) or at the bottom: only a measurement beyond the range can close it, since the
-  crossover module claims nothing outside the range both objectives were measured on. Both
-  objectives get the next epoch setting beyond the range, ``min_seeds`` seeds each.
-- ``new_setting``: an unmeasured epoch setting of one objective inside the range, ``min_seeds``
-  seeds (every setting gets >= 3 seeds, so the interval resamples seeds, as it is calibrated for).
-- ``replicate``: one more seed at a measured setting.
-
-``new_setting`` and ``replicate`` are scored by the expected reduction of the log-width of the
-bootstrap interval, estimated by refitting with simulated outcomes ("fantasies") drawn from the
-current curve plus the measured seed spread, divided by the action's FLOPs. Functions here are
-pure: the loop that dispatches runs is ``analysis.adaptive_loop``.
+Here: the candidate, interval and action types, the knobs (``AcquisitionConfig``) and the model
+fantasies are drawn from (``GroupModel``: the current curve plus the measured seed spread). The
+actions and the choice among them are ``analysis.adaptive_actions``; the loop that dispatches
+runs is ``analysis.adaptive_loop``. Functions are pure.
 """
 
 from __future__ import annotations
@@ -236,16 +226,19 @@ class AcquisitionConfig:
     n_fantasies: int = 2  # simulated outcomes per action
     n_boot: int = 100  # bootstrap draws per fantasy refit (the stop rule uses the report's 200)
     per_group: int = 2  # actions per group and step (2 cores: two runs at a time)
+    step_ratio: float = 1.45  # seed design: each setting >= this x the one before
+    extend_ratio: float = 4.0  # an open interval is extended to >= this x the range's edge
+    max_gap: float = 2.0  # neighbouring settings around the interval at most this far apart
     seed: int = 0
 
 
-def _settings(points: pd.DataFrame) -> dict[tuple[str, float], int]:
+def settings_of(points: pd.DataFrame) -> dict[tuple[str, float], int]:
     """(objective, epoch) -> number of completed seeds."""
     counts = points.groupby(["objective", "epoch"])["seed"].nunique()
     return {(str(o), float(e)): int(n) for (o, e), n in counts.items()}
 
 
-def _free_runs(
+def free_runs(
     candidates: list[Candidate], done: set[str], obj: str, epochs: float, n: int
 ) -> tuple[Candidate, ...]:
     """The lowest ``n`` seeds of one setting not yet run."""
@@ -255,135 +248,3 @@ def _free_runs(
         if c.objective == obj and math.isclose(c.epochs, epochs) and c.key not in done
     ]
     return tuple(sorted(free, key=lambda c: c.seed)[:n])
-
-
-def extend_action(
-    iv: Interval,
-    points: pd.DataFrame,
-    candidates: list[Candidate],
-    done: set[str],
-    min_seeds: int,
-    force: bool = False,
-) -> Action | None:
-    """Both objectives at the next grid epoch beyond the range when the interval is open at
-    that end; None when closed, unless ``force`` (every setting inside the range is used up:
-    a point beyond it still steadies the curves there): then above, else below."""
-    grid = sorted({c.epochs for c in candidates})
-    have = _settings(points)
-    top = min(max((e for o, e in have if o == obj), default=0.0) for obj in OBJECTIVES)
-    bottom = max(min((e for o, e in have if o == obj), default=math.inf) for obj in OBJECTIVES)
-    if iv.status == "insufficient_data" or iv.status == "no_crossover" or math.isinf(iv.hi):
-        target, where = next((e for e in grid if e > top), None), f"above {top:.3g} epochs"
-    elif iv.status == "dlm_ahead_throughout" or iv.lo == 0:
-        below = [e for e in grid if e < bottom]
-        target, where = (below[-1] if below else None), f"below {bottom:.3g} epochs"
-    elif force:
-        below = [e for e in grid if e < bottom]
-        target = next((e for e in grid if e > top), below[-1] if below else None)
-        where = "beyond the range (settings inside it used up)"
-    else:
-        return None
-    if target is None:
-        return None
-    runs = tuple(
-        r
-        for obj in OBJECTIVES
-        for r in _free_runs(
-            candidates, done, obj, target, max(min_seeds - have.get((obj, target), 0), 0)
-        )
-    )
-    if not runs:
-        return None
-    state = "closed" if force and math.isfinite(iv.hi) and iv.lo > 0 else "open"
-    why = f"interval {state} ({iv.describe()}): measure {where}, at {target:.3g}"
-    return Action(candidates[0].group, "extend", runs, why=why)
-
-
-def inner_actions(
-    points: pd.DataFrame, candidates: list[Candidate], done: set[str], min_seeds: int
-) -> list[Action]:
-    """``new_setting`` (unmeasured epochs inside the measured range) and ``replicate`` actions."""
-    have = _settings(points)
-    lo = max(min(e for o, e in have if o == obj) for obj in OBJECTIVES)
-    hi = min(max(e for o, e in have if o == obj) for obj in OBJECTIVES)
-    actions = []
-    for obj in OBJECTIVES:
-        for epochs in sorted({c.epochs for c in candidates if c.objective == obj}):
-            if not lo <= epochs <= hi:
-                continue
-            n_have = have.get((obj, float(epochs)), 0)
-            runs = _free_runs(candidates, done, obj, epochs, 1 if n_have else min_seeds)
-            if runs:
-                kind = "replicate" if n_have else "new_setting"
-                actions.append(Action(candidates[0].group, kind, runs))
-    return actions
-
-
-def score_action(
-    action: Action,
-    model: GroupModel,
-    iv: Interval,
-    grid: tuple[float, float],
-    cfg: AcquisitionConfig,
-) -> Action:
-    """The action with its expected log-width reduction: the mean over ``n_fantasies``
-    simulated outcomes of log-width(now) - log-width(after refitting with them). Draws are
-    antithetic (z, -z), so an action's score is not one lucky draw."""
-    rng = np.random.default_rng(cfg.seed)
-    means = {
-        (r.objective, r.epochs): predicted_mean(model.points, r.objective, r.epochs)
-        for r in action.runs
-    }
-    now = log_width(iv, *grid)
-    after, z = [], np.zeros(len(action.runs))
-    for k in range(cfg.n_fantasies):
-        z = rng.standard_normal(len(action.runs)) if k % 2 == 0 else -z
-        fantasy = model.fantasy(action.runs, means, z)
-        iv_f = interval_of(fantasy, n_boot=cfg.n_boot, seed=cfg.seed, lams=model.lams)
-        after.append(log_width(iv_f, *grid))
-    reduction = now - float(np.mean(after))
-    why = (
-        f"{action.kind}: expected log-width reduction {reduction:+.3f} for {action.flops:.3g} FLOPs"
-    )
-    return Action(action.group, action.kind, action.runs, reduction, why)
-
-
-def near_interval(actions: list[Action], iv: Interval, grid_epochs: list[float]) -> list[Action]:
-    """Actions at the grid epochs that bracket the interval (the nearest setting below its lower
-    edge, every one inside, the nearest above its upper edge): a spline's value at the crossover
-    is set by its neighbours, so farther settings are not worth a refit."""
-    below = [e for e in grid_epochs if e <= iv.lo] or grid_epochs[:1]
-    above = [e for e in grid_epochs if e >= iv.hi] or grid_epochs[-1:]
-    lo, hi = below[-1], above[0]
-    return [a for a in actions if lo <= a.runs[0].epochs <= hi]
-
-
-def propose(
-    group_points: pd.DataFrame,
-    iv: Interval,
-    candidates: list[Candidate],
-    done: set[str],
-    cfg: AcquisitionConfig,
-) -> list[Action]:
-    """The next actions on one group: extend an open interval, else the ``per_group``
-    best-scoring inner actions per FLOP (the cheapest when none is expected to help)."""
-    if not candidates:
-        return []
-    action = extend_action(iv, group_points, candidates, done, cfg.min_seeds)
-    if action is not None or iv.status == "insufficient_data":
-        return [action] if action is not None else []
-    epochs = sorted({c.epochs for c in candidates})
-    model = GroupModel.of(group_points)
-    inner = inner_actions(group_points, candidates, done, cfg.min_seeds)
-    # Farther settings only once the bracketing ones are used up.
-    chosen = near_interval(inner, iv, epochs) or inner
-    scored = [score_action(a, model, iv, (epochs[0], epochs[-1]), cfg) for a in chosen]
-    helpful = sorted((a for a in scored if a.expected_reduction > 0), key=lambda a: -a.score)
-    if helpful:
-        return helpful[: cfg.per_group]
-    if not scored:
-        forced = extend_action(iv, group_points, candidates, done, cfg.min_seeds, force=True)
-        return [forced] if forced is not None else []
-    cheapest = min(scored, key=lambda a: a.flops)
-    why = f"no action expected to narrow the interval; cheapest first ({cheapest.why})"
-    return [Action(cheapest.group, cheapest.kind, cheapest.runs, cheapest.expected_reduction, why)]

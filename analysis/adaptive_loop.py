@@ -25,8 +25,8 @@ from analysis.adaptive import (
     Group,
     Interval,
     interval_of,
-    propose,
 )
+from analysis.adaptive_actions import coarse_gap, propose
 from analysis.crossover_store import BOOT_SEED, N_BOOT
 from analysis.errors import AnalysisError
 
@@ -42,6 +42,9 @@ class AdaptiveConfig:
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
     n_boot: int = N_BOOT  # draws of the interval the stop rule reads (the report's)
     boot_seed: int = BOOT_SEED
+    # Steps a group's width must stay <= target after first reaching it (0: stop at once).
+    # Stopping the first time a noisy interval dips under the target is optional stopping.
+    confirm_steps: int = 0
 
     def __post_init__(self) -> None:
         if not self.target_width > 0:
@@ -52,6 +55,8 @@ class AdaptiveConfig:
             raise AnalysisError(
                 f"seed_epochs: need >= 3 (final-loss curves), got {self.seed_epochs}"
             )
+        if self.confirm_steps < 0:
+            raise AnalysisError(f"confirm_steps: must be >= 0, got {self.confirm_steps}")
 
 
 @dataclass(frozen=True)
@@ -130,16 +135,30 @@ def final_points(evals: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def spread_settings(epochs: list[float], n: int, ratio: float) -> list[float]:
+    """The lowest ``n`` settings with each at least ``ratio`` x the one before: a half-octave
+    pool (4, 5.66, 8, ...) seeds 4, 8, 16, a grid of 2, 4, 6, 8 seeds 2, 4, 6 (ratio 1.45)."""
+    chosen: list[float] = []
+    for e in sorted(epochs):
+        if len(chosen) < n and (not chosen or e >= ratio * chosen[-1]):
+            chosen.append(e)
+    return chosen
+
+
 def seed_design(candidates: list[Candidate], cfg: AdaptiveConfig) -> list[Candidate]:
     """Per (objective, model, budget): the lowest ``seed_epochs`` epoch settings of the grid
-    (the cheapest runs), ``min_seeds`` seeds each."""
+    (the cheapest runs) spaced at least ``acquisition.step_ratio`` apart, ``min_seeds`` seeds
+    each."""
     chosen = []
     keys = {(c.objective, c.model_name, c.unique_tokens) for c in candidates}
     for obj, model, u in sorted(keys):
         mine = [
             c for c in candidates if (c.objective, c.model_name, c.unique_tokens) == (obj, model, u)
         ]
-        for epochs in sorted({c.epochs for c in mine})[: cfg.seed_epochs]:
+        settings = spread_settings(
+            list({c.epochs for c in mine}), cfg.seed_epochs, cfg.acquisition.step_ratio
+        )
+        for epochs in settings:
             runs = sorted((c for c in mine if c.epochs == epochs), key=lambda c: c.seed)
             chosen += runs[: cfg.acquisition.min_seeds]
     return chosen
@@ -169,16 +188,23 @@ def choose_batch(
     candidates: list[Candidate],
     done: set[str],
     cfg: AdaptiveConfig,
+    settled: set[Group] | None = None,
 ) -> list[Action]:
-    """One action per group still wider than the target: extends first, then by score."""
+    """Actions on each group not ``settled`` (default: those still wider than the target):
+    extends first, then by score."""
+    if settled is None:
+        settled = {g for g, iv in intervals.items() if iv.rel_width <= cfg.target_width}
     actions = []
     for g, iv in intervals.items():
-        if iv.rel_width <= cfg.target_width:
+        if g in settled:
             continue
         pts = observed[(observed["model_name"] == g[0]) & (observed["unique_tokens"] == g[1])]
         mine = [c for c in candidates if c.group == g]
         actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition)
-    return sorted(actions, key=lambda a: (a.kind != "extend", -a.score))
+    rules = ("extend", "fill")  # no score: an open or coarsely read interval comes first
+    return sorted(
+        actions, key=lambda a: (a.kind not in rules, 0.0 if a.kind in rules else -a.score)
+    )
 
 
 def _fit_cap(actions: list[Action], spent: float, cap: float | None) -> list[Action]:
@@ -208,6 +234,7 @@ def run_adaptive(
     steps: list[Step] = []
     before = {g: UNKNOWN for g in groups}
     attempted: set[str] = set()  # a failed run is not proposed again
+    streak = {g: 0 for g in groups}  # consecutive steps at or under the target
     batch, kind, expected = seed_design(candidates, cfg), "seed_design", math.nan
     why = (
         f"seed design: lowest {cfg.seed_epochs} epoch settings x {cfg.acquisition.min_seeds} "
@@ -227,8 +254,11 @@ def run_adaptive(
         steps.append(replace(step, rd_star=laws(observed)) if laws else step)
         if on_step:
             on_step(steps)
+        met = narrow_enough(observed, after, candidates, cfg)
+        streak = {g: streak[g] + 1 if g in met else 0 for g in groups}
+        settled = {g for g in groups if streak[g] > cfg.confirm_steps}
         reason, actions = _next(
-            observed, after, candidates, attempted | set(observed["run_id"]), cfg, spent
+            observed, after, candidates, attempted | set(observed["run_id"]), cfg, spent, settled
         )
         if reason:
             steps.append(_step(len(steps), "stop", [], math.nan, reason, after, after, spent))
@@ -243,6 +273,25 @@ def run_adaptive(
         why = " | ".join(f"{a.group[0]} U={a.group[1]:,}: {a.why}" for a in actions)
 
 
+def narrow_enough(
+    observed: pd.DataFrame,
+    intervals: dict[Group, Interval],
+    candidates: list[Candidate],
+    cfg: AdaptiveConfig,
+) -> set[Group]:
+    """Groups at or under the target width whose interval is not read across a coarse gap
+    (``analysis.adaptive.coarse_gap``)."""
+    met = set()
+    for g, iv in intervals.items():
+        if iv.rel_width > cfg.target_width:
+            continue
+        pts = observed[(observed["model_name"] == g[0]) & (observed["unique_tokens"] == g[1])]
+        pool = sorted({c.epochs for c in candidates if c.group == g})
+        if coarse_gap(pts, iv, pool, cfg.acquisition.max_gap) is None:
+            met.add(g)
+    return met
+
+
 def _spent(observed: pd.DataFrame, by_key: dict[str, Candidate]) -> float:
     """Planned FLOPs of every completed run of the grid (the cost the cap counts)."""
     return float(sum(by_key[k].flops for k in set(observed["run_id"]) if k in by_key))
@@ -255,11 +304,16 @@ def _next(
     done: set[str],
     cfg: AdaptiveConfig,
     spent: float,
+    settled: set[Group],
 ) -> tuple[str, list[Action]]:
     """('', actions) to go on, or (why we stop, [])."""
-    if _max_width(intervals) <= cfg.target_width:
-        return f"target reached: every interval's width hi/lo - 1 <= {cfg.target_width:g}", []
-    actions = choose_batch(observed, intervals, candidates, done, cfg)
+    if len(settled) == len(intervals):
+        held = f", held for {cfg.confirm_steps} confirming step(s)" if cfg.confirm_steps else ""
+        return (
+            f"target reached: every interval's width hi/lo - 1 <= {cfg.target_width:g}{held}",
+            [],
+        )
+    actions = choose_batch(observed, intervals, candidates, done, cfg, settled)
     if not actions:
         return (
             "grid exhausted: no run left near the intervals still wider than the target",

@@ -21,23 +21,49 @@ from analysis.laws import MUENNIGHOFF_2023, LawParams, data_constrained_loss
 from analysis.synthetic import DLM_EXAMPLE
 
 
+def half_octaves(epochs: tuple[float, ...]) -> tuple[float, ...]:
+    """The settings plus the geometric midpoint of each neighbouring pair (4, 5.66, 8, ...)."""
+    mids = [math.sqrt(a * b) for a, b in zip(epochs, epochs[1:], strict=False)]
+    return tuple(sorted({*epochs, *(round(m, 2) for m in mids)}))
+
+
 @dataclass(frozen=True)
 class PlantedStudy:
-    """The grid and the truth: one model size, its budgets, and an epoch grid reaching well
-    past the crossover (at U = 1e9, N = 1e8 the laws cross at ~51 epochs; at U = 1e8, ~181:
-    a grid shared by both budgets must reach 512)."""
+    """The truth, the design it is compared with, and the pool the adaptive sweep picks from.
+
+    The comparator is the grid a researcher would otherwise run: ``epochs`` x ``seeds`` x both
+    objectives (8 log-spaced settings 4..512 x 3 seeds: 48 runs). The pool is the same study
+    with more seeds per setting (``pool_seeds``) and, with ``pool_half_octaves``, the
+    half-octave settings between the grid's: an adaptive sweep may put 8 seeds where the
+    crossover is, which a fixed grid cannot. One model size; at N = 1e8 the laws cross at ~51
+    epochs for U = 1e9 and ~181 for U = 1e8 (a grid shared by both budgets must reach 512)."""
 
     n_params: float = 1e8
     unique_tokens: tuple[int, ...] = (1_000_000_000,)
     epochs: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
     seeds: tuple[int, ...] = (0, 1, 2)
+    pool_seeds: int = 8
+    pool_half_octaves: bool = True
     laws: dict[str, LawParams] = field(
         default_factory=lambda: {"ar": MUENNIGHOFF_2023, "dlm": DLM_EXAMPLE}
     )
     seed_noise: float = 0.005  # relative seed-to-seed spread of a final loss
     eval_noise: float = 0.001  # relative evaluation noise, reported as the SE
 
-    def candidates(self) -> list[Candidate]:
+    def grid(self) -> list[Candidate]:
+        """The comparator: the full grid's runs (a subset of ``pool``, same keys)."""
+        return self._runs(self.epochs, self.seeds)
+
+    def pool(self) -> list[Candidate]:
+        """What the adaptive sweep chooses from (the grid's runs among them)."""
+        epochs = half_octaves(self.epochs) if self.pool_half_octaves else self.epochs
+        seeds = tuple(range(max(self.pool_seeds, max(self.seeds) + 1)))
+        return self._runs(epochs, seeds)
+
+    def grid_flops(self) -> float:
+        return float(sum(c.flops for c in self.grid()))
+
+    def _runs(self, epochs: tuple[float, ...], seeds: tuple[int, ...]) -> list[Candidate]:
         return [
             Candidate(
                 key=f"{obj}-U{u}-e{e:g}-s{s}",
@@ -51,8 +77,8 @@ class PlantedStudy:
             )
             for obj in self.laws
             for u in self.unique_tokens
-            for e in self.epochs
-            for s in self.seeds
+            for e in epochs
+            for s in seeds
         ]
 
     def truth(self, unique_tokens: int) -> float:
@@ -61,7 +87,8 @@ class PlantedStudy:
         return d / unique_tokens
 
     def draw(self, runs: list[Candidate], rng: np.random.Generator) -> pd.DataFrame:
-        """Final losses of ``runs`` (rows in the shape ``run_adaptive``'s observe returns)."""
+        """Final losses of ``runs`` (rows in the shape of ``adaptive_loop.final_points``, what
+        ``run_adaptive``'s observe returns in the flow)."""
         rows = []
         for c in runs:
             tokens = c.epochs * c.unique_tokens
@@ -84,6 +111,8 @@ class PlantedStudy:
                     "y": clean * math.exp(noise),
                     "se": self.eval_noise * clean,
                     "flops": c.flops,
+                    "n_params": self.n_params,
+                    "tokens": tokens,
                 }
             )
         return pd.DataFrame(rows)
@@ -109,18 +138,23 @@ class SimulatedSweep:
         return self.observed
 
 
-def full_grid(
-    study: PlantedStudy, cfg: AdaptiveConfig, seed: int
-) -> tuple[dict[Group, Interval], float]:
-    """Every run of the grid: the intervals and the compute of the design being replaced."""
+def full_grid(study: PlantedStudy, cfg: AdaptiveConfig, seed: int) -> dict[Group, Interval]:
+    """One draw of the comparator design (every run of the grid): its intervals."""
     sweep = SimulatedSweep(study, np.random.default_rng(seed))
-    cands = study.candidates()
+    cands = study.grid()
     sweep.run(cands)
     groups = sorted({c.group for c in cands})
-    return group_intervals(sweep.observe(), groups, cfg), float(sum(c.flops for c in cands))
+    return group_intervals(sweep.observe(), groups, cfg)
+
+
+def grid_widths(study: PlantedStudy, cfg: AdaptiveConfig, seeds: range) -> list[float]:
+    """The comparator's widest relative width (hi/lo - 1 over groups), one per independent
+    draw: its median is the full grid's expected width, the target an adaptive sweep must
+    reach (one draw's width varies several-fold, so one draw is no yardstick)."""
+    return [max(iv.rel_width for iv in full_grid(study, cfg, s).values()) for s in seeds]
 
 
 def adaptive(study: PlantedStudy, cfg: AdaptiveConfig, seed: int) -> AdaptiveResult:
-    """The adaptive loop on ``study`` with the planted-law dispatch."""
+    """The adaptive loop on ``study``'s pool with the planted-law dispatch."""
     sweep = SimulatedSweep(study, np.random.default_rng(seed))
-    return run_adaptive(study.candidates(), sweep.run, sweep.observe, cfg)
+    return run_adaptive(study.pool(), sweep.run, sweep.observe, cfg)
