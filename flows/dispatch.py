@@ -24,59 +24,26 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.run_task import PROGRESS_EVERY_S, RunOutcome, RunTask, worker_env
+from flows.grid_progress import (  # noqa: F401  (re-exported for callers)
+    GridProgress,
+    ProgressCallback,
+    TerminalProgress,
+    format_progress,
+)
+from flows.ray_connect import LOOPBACK, connect_ray  # noqa: F401  (re-exported for callers)
+from flows.run_task import PROGRESS_EVERY_S, RunOutcome, RunTask
 from formats.run_dir import FAILURE_FILE, PLAN_FILE, WORKER_FILE, write_json
 from formats.run_dir import result_status as read_status
 from pipeline.settings import OFFLINE_ENV
-
-LOOPBACK = "127.0.0.1"
-_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-@dataclass
-class GridProgress:
-    """What the terminal shows: counts, and the latest throughput of each running run."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    running: dict[str, dict[str, Any]] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)  # run_id -> "dlm/xs/25K/ep96/s0"
-    board_name: str = ""  # the Ray actor holding workers' progress (best-effort display)
-
-    @property
-    def fraction_done(self) -> float:
-        """Share of this sweep's work done: finished runs plus the step share of running ones
-        (skipped runs are no work). Evaluations are not weighed apart: an estimate."""
-        work = self.total - self.skipped
-        if work <= 0:
-            return 1.0
-        partial = sum(
-            min(float(p.get("step") or 0) / float(p["total_steps"]), 1.0)
-            for p in self.running.values()
-            if p.get("total_steps")
-        )
-        return min((self.done + self.failed + partial) / work, 1.0)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return sum(float(p.get("tokens_per_s") or 0.0) for p in self.running.values())
-
-
-ProgressCallback = Callable[[GridProgress], None]
 
 
 def record_plan(task: RunTask) -> None:
@@ -107,78 +74,6 @@ def is_completed(run_dir: Path) -> bool:
     return bool(status and status.get("status") == "completed")
 
 
-# Ray waits a hard-coded 30 s for its raylet to register with the GCS; on a loaded machine
-# (seen at load average ~20 on 2 cores) that runs out although nothing is wrong: start again.
-_RAY_START_TIMEOUT = "timed out during startup"
-_RAY_START_ATTEMPTS = 3
-
-
-def connect_ray(
-    address: str | None,
-    num_cpus: int | None,
-    temp_dir: Path | None = None,
-    num_gpus: int | None = None,
-    env: Mapping[str, str] | None = None,
-) -> bool:
-    """Connect to ``address`` or start an embedded Ray (``num_gpus`` None: detect); returns True
-    when this call connected or started it (the caller then shuts it down). ``env``: more
-    environment variables for every worker, on top of ``worker_env()``."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    common: dict[str, Any] = {
-        "runtime_env": {"env_vars": {**worker_env(), **(env or {})}},
-        "logging_level": logging.ERROR,
-        "log_to_driver": False,  # worker stdout would interleave with the progress line
-        "configure_logging": True,
-    }
-    if address:
-        ray.init(address=address, **common)
-        return True
-    # Ray's socket paths must stay under ~100 characters: a short dir under the system temp.
-    temp = temp_dir or Path(tempfile.mkdtemp(prefix="ray-"))
-    _loopback_only()
-    for attempt in range(1, _RAY_START_ATTEMPTS + 1):
-        try:
-            ray.init(
-                num_cpus=num_cpus or os.cpu_count() or 1,
-                num_gpus=num_gpus,
-                include_dashboard=False,
-                _node_ip_address=LOOPBACK,
-                object_store_memory=256 * 1024 * 1024,
-                _temp_dir=str(temp),
-                **common,
-            )
-            return True
-        except Exception as err:  # Ray raises a bare Exception for this
-            if _RAY_START_TIMEOUT not in str(err) or attempt == _RAY_START_ATTEMPTS:
-                raise
-            ray.shutdown()
-            print(
-                f"embedded Ray did not register within Ray's fixed 30 s (machine busy?); "
-                f"starting it again ({attempt + 1}/{_RAY_START_ATTEMPTS})",
-                file=sys.stderr,
-                flush=True,
-            )
-    return True
-
-
-def _loopback_only() -> None:
-    """An embedded Ray listens on 127.0.0.1 only (no one else can submit code to it).
-
-    On Linux, Ray 2.60 replaces a loopback node address by the machine's network address and its
-    gRPC servers (GCS, raylet, workers, agents) then listen on every interface, with no
-    authentication. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch for a single-machine
-    node: the address stays loopback and every server binds it. Ray reads the variable when it
-    is imported, so a driver that imported Ray before this call is switched too; every process
-    Ray starts inherits the variable. Never set for a cluster (``address`` given)."""
-    os.environ[_SINGLE_NODE_ENV] = "0"
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None:
-        constants.ENABLE_RAY_CLUSTER = False
-
-
 def run_grid(
     tasks: Sequence[RunTask],
     *,
@@ -190,7 +85,6 @@ def run_grid(
 ) -> list[RunOutcome]:
     """Run every task not already completed; returns one outcome per task, in input order."""
     import ray
-    from ray.util.placement_group import remove_placement_group
 
     progress = GridProgress(total=len(tasks), labels={t.run_id: t.label for t in tasks})
     outcomes: dict[str, RunOutcome] = {}
@@ -217,19 +111,7 @@ def run_grid(
             (task.run_dir / FAILURE_FILE).unlink(missing_ok=True)
             ref, group = _submit(task, board, max_retries)
             pending[ref] = (task, group)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
-            for ref in ready:
-                task, group = pending.pop(ref)
-                outcome = _collect(ref, task)
-                if group is not None:  # give the run's GPUs back to the cluster now
-                    remove_placement_group(group)
-                outcomes[task.run_id] = outcome
-                progress.done += outcome.status == "completed"
-                progress.failed += outcome.status == "failed"
-            snapshot = _board_snapshot(board)
-            progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
-            _emit(on_progress, progress)
+        _wait_for_all(pending, board, outcomes, progress, on_progress, poll_s)
         ray.kill(board)
     finally:
         if started_ray:
@@ -237,6 +119,34 @@ def run_grid(
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     return [outcomes[t.run_id] for t in tasks]
+
+
+def _wait_for_all(
+    pending: dict[Any, tuple[RunTask, Any]],
+    board: Any,
+    outcomes: dict[str, RunOutcome],
+    progress: GridProgress,
+    on_progress: ProgressCallback | None,
+    poll_s: float,
+) -> None:
+    """Collect every submitted run into ``outcomes`` as it finishes (releasing its placement
+    group at once), reporting progress every ``poll_s`` seconds."""
+    import ray
+    from ray.util.placement_group import remove_placement_group
+
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+        for ref in ready:
+            task, group = pending.pop(ref)
+            outcome = _collect(ref, task)
+            if group is not None:  # give the run's GPUs back to the cluster now
+                remove_placement_group(group)
+            outcomes[task.run_id] = outcome
+            progress.done += outcome.status == "completed"
+            progress.failed += outcome.status == "failed"
+        snapshot = _board_snapshot(board)
+        progress.running = {k: v for k, v in snapshot.items() if k not in outcomes}
+        _emit(on_progress, progress)
 
 
 def _board_snapshot(board: Any) -> dict[str, dict[str, Any]]:
@@ -381,50 +291,3 @@ def _remotes() -> tuple[Any, Any]:
             return dict(self.latest)
 
     return ray.remote(_train_in_worker), ProgressBoard
-
-
-def format_progress(progress: GridProgress, elapsed_s: float) -> str:
-    """One status line: ``runs 3/12 · 2 done · 1 failed · 2 running · 5 skipped · 18.2k tok/s``."""
-    minutes, seconds = divmod(int(elapsed_s), 60)
-    finished = progress.done + progress.failed + progress.skipped
-    line = (
-        f"runs {finished}/{progress.total} · {progress.done} done · {progress.failed} failed · "
-        f"{len(progress.running)} running · {progress.skipped} skipped · "
-        f"{progress.tokens_per_s / 1000:.1f}k tok/s · {minutes}m{seconds:02d}s"
-    )
-    frac = progress.fraction_done
-    if 0.02 <= frac < 1.0:  # too early an estimate is noise
-        left = int(elapsed_s * (1.0 - frac) / frac)
-        line += f" · ~{left // 60}m{left % 60:02d}s left"
-    now = [
-        f"{progress.labels.get(run_id, run_id)} {100 * min(p['step'] / p['total_steps'], 1):.0f}%"
-        for run_id, p in sorted(progress.running.items())
-        if p.get("total_steps")
-    ]
-    return line + (" · now: " + ", ".join(now) if now else "")
-
-
-class TerminalProgress:
-    """Live progress on stderr: one rewritten line on a terminal, else a line every ``every_s``."""
-
-    def __init__(self, stream: Any = None, every_s: float = 10.0) -> None:
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.start = time.monotonic()
-        self.last_line = 0.0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def __call__(self, progress: GridProgress) -> None:
-        now = time.monotonic()
-        line = format_progress(progress, now - self.start)
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-        elif now - self.last_line >= self.every_s:
-            self.stream.write(line + "\n")
-            self.last_line = now
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -9,49 +9,40 @@ objective's noise generator is re-seeded from (seed, s) before every step, and t
 is a function of s. A checkpoint at step s therefore only needs model and optimizer tensors to
 resume exactly where an uninterrupted run would be.
 
-Evaluation branches (``eval.branches``, ``branches.py``): at an evaluation point the trainer first
-checkpoints the main run, then forks, cools down, evaluates and restores in memory. A kill inside
-a branch resumes from that pre-branch checkpoint and re-runs the branch from its start, which
-reproduces it exactly (the branch is a pure function of the checkpoint, like every step).
+The loop is here; the rest of the trainer is split by what it does:
+- ``run_setup.py``: claim the run dir, build model, objective, optimizer and data, resume;
+- ``train_step.py``: one optimizer step on the batch and noise of step s (main run and branches);
+- ``eval_points.py``: evaluation points, and the cooldown branches forked at them
+  (``eval.branches``; a branch is a pure function of the pre-branch checkpoint, like every step);
+- ``run_checkpoint.py``: when a checkpoint is written and what a resume takes back from it;
+- ``run_records.py``: metrics and eval rows, the progress event, result.json;
+- ``run_state.py``: the ``Run`` and ``Progress`` these functions share.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.optim.lr_scheduler import LRScheduler
-
-from training_core import data_parallel, hooks, run_io, sharded_checkpoint
-from training_core.branches import BranchPlan, plan_branch, restore_snapshot, take_snapshot
-from training_core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from training_core import data_parallel, run_io
 from training_core.config import RunConfig
-from training_core.data import TokenWindows, TrainSchedule, derived_seed
-from training_core.data_parallel import Parallel
-from training_core.evaluation import eval_due, evaluate, load_eval_data
-from training_core.flops import flops_per_token, param_counts
-from training_core.model import Transformer
-from training_core.objectives import build_objective
+from training_core.eval_points import evaluate_now, evaluation_point, resume_branch
+from training_core.evaluation import eval_due
+from training_core.run_checkpoint import checkpoint_run
 from training_core.run_io import RunResult
-from training_core.run_state import STATE_KEYS, Progress, Run
-from training_core.schedule import cooldown_scheduler, lr_at, main_scheduler
+from training_core.run_records import finish, flush, metrics_row, progress_event
+from training_core.run_setup import build_run, check_owner, claim_run_dir
+from training_core.run_state import Run
+from training_core.train_step import NonFiniteLoss, check_nonfinite, optimizer_step
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _METRICS_FLUSH_EVERY = 50  # steps between metrics.parquet rewrites (also at every eval/ckpt)
-_TRAIN_NOISE = 1  # stream tag for derived_seed; evaluation uses its own tags
 
 
 class StopRun(Exception):
     """Raise from ``on_progress`` to stop a run early: it checkpoints and re-raises, leaving no
     result.json, so calling ``train_run`` again resumes (a clean stand-in for a killed run)."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss or gradient norm went non-finite more often than ``max_nonfinite`` allows."""
 
 
 def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = None) -> RunResult:
@@ -63,179 +54,59 @@ def train_run(cfg: RunConfig, run_dir: Path, on_progress: ProgressFn | None = No
     """
     run_dir = Path(run_dir)
     par = data_parallel.current()
-    _check_owner(cfg, run_dir)
+    check_owner(cfg, run_dir)
     done = run_io.read_result(run_dir)
     par.barrier()  # every rank has read result.json before rank 0 may remove a failed one
     if done is not None and done.completed:
         return done
     if par.is_main:
-        _claim_run_dir(cfg, run_dir)
+        claim_run_dir(cfg, run_dir)
     par.barrier()
     started_at = run_io.now_iso()
     run = None
     try:
-        run = _setup(cfg, run_dir, started_at, par)
+        run = build_run(cfg, run_dir, started_at, par)
         return _train(run, on_progress)
     except StopRun:
         raise
     except NonFiniteLoss as err:
-        return _finish(run, cfg, run_dir, started_at, failure=str(err), par=par)
+        return finish(run, cfg, run_dir, started_at, failure=str(err), par=par)
     except Exception as err:
-        _finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}", par=par)
+        finish(run, cfg, run_dir, started_at, failure=f"{type(err).__name__}: {err}", par=par)
         raise
 
 
 def record_failure(cfg: RunConfig, run_dir: Path, reason: str) -> RunResult:
     """Write a failed result.json for a run that died before ``train_run`` could (e.g. a rank of
     a multi-process run killed from outside); returns it."""
-    return _finish(None, cfg, Path(run_dir), run_io.now_iso(), failure=reason)
-
-
-def _check_owner(cfg: RunConfig, run_dir: Path) -> None:
-    """Refuse a run directory whose config.json belongs to a different run."""
-    path = run_dir / run_io.CONFIG_FILE
-    if path.exists():
-        other = RunConfig.model_validate(run_io.read_json(path))
-        if other.run_id != cfg.run_id:
-            raise ValueError(f"run_dir: {run_dir} holds run {other.run_id}, not {cfg.run_id}")
-
-
-def _claim_run_dir(cfg: RunConfig, run_dir: Path) -> None:
-    """Write config.json; drop the result.json of a failed attempt (it is retried)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / run_io.CONFIG_FILE
-    (run_dir / run_io.RESULT_FILE).unlink(missing_ok=True)
-    run_io.write_json(path, cfg.model_dump(mode="json"))
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: 'cuda' requested but CUDA is not available")
-    return torch.device(name)
-
-
-def _setup(cfg: RunConfig, run_dir: Path, started_at: str, par: Parallel) -> Run:
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg.device)
-    if par.active:
-        device = data_parallel.device_for(device)
-    torch.manual_seed(cfg.seed)  # the model's initial weights (the same full model on every rank)
-    with torch.device(device):  # initialise in place: no CPU copy of a large model
-        model = Transformer(cfg.model)
-    if par.active:  # before the optimizer: sharding replaces the parameters
-        model = data_parallel.shard_model(model, cfg, device, par)
-    if par.active and cfg.loss_impl != "plain":  # the sharded LM head is only whole in forward
-        raise ValueError(f"loss_impl: {cfg.loss_impl!r} is single-process only; use 'plain'")
-    objective = build_objective(cfg.objective, cfg.mask_id, cfg.loss_impl)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]  # norms: decay would fight the gain
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.optim.lr,
-        betas=cfg.optim.betas,
-        eps=cfg.optim.eps,
-        fused=device.type == "cuda" and not par.active,  # one kernel for all params on one GPU
-    )
-    train = TokenWindows(cfg.data.train_files, cfg.data.token_dtype, cfg.model.seq_len)
-    if train.n_tokens != cfg.data.unique_tokens:  # stale config or wrong files: never guess
-        raise ValueError(
-            f"data.unique_tokens: config says {cfg.data.unique_tokens}, "
-            f"train_files hold {train.n_tokens} tokens"
-        )
-    sched = TrainSchedule(len(train), cfg.epochs, cfg.optim.batch_size, cfg.seed)
-    run = Run(
-        cfg=cfg,
-        run_dir=run_dir,
-        device=device,
-        model=model,
-        objective=objective,
-        optimizer=optimizer,
-        train=train,
-        sched=sched,
-        eval_data=load_eval_data(cfg),
-        fpt=float(flops_per_token(cfg.model, causal=objective.causal)),
-        started_at=started_at,
-        par=par,
-    )
-    _maybe_resume(run)
-    run.scheduler = main_scheduler(optimizer, sched.total_steps, cfg.optim, run.progress.step)
-    if cfg.compile and not par.active:  # sharded runs compile per block in apply_fsdp
-        run.model = torch.compile(model)
-    return run
-
-
-def _maybe_resume(run: Run) -> None:
-    ckpt = find_checkpoint(run.run_dir, quarantine=run.par.is_main)
-    if ckpt is None:
-        return
-    load = sharded_checkpoint.load_checkpoint if run.par.active else load_checkpoint
-    state = load(ckpt, run.model, run.optimizer)
-    p = run.progress
-    for key in STATE_KEYS:
-        setattr(p, key, state.get(key, getattr(p, key)))  # keys added later start at their default
-    # Rows up to the checkpoint come from its own copies (a run file lost or truncated since is
-    # rebuilt from them); rows written after it belong to steps that will be redone. A branch row
-    # belongs to its fork step (a branch complete when the checkpoint's step was reached stays).
-    p.metrics = [r for r in _resume_rows(run, ckpt, run_io.METRICS_FILE) if r["step"] <= p.step]
-    p.evals = [
-        r
-        for r in _resume_rows(run, ckpt, run_io.EVALS_FILE)
-        if (r["fork_step"] if r.get("kind") == "branch" else r["step"]) <= p.step
-    ]
-    if not any(r.get("kind") == "branch" and r.get("fork_step") == p.step for r in p.evals):
-        p.evals += _branch_rows_after_checkpoint(run, p.step)
-    run.last_ckpt_step = p.step
-    run.resumed_from = p.step
-    run.session_wall0 = p.wall_s
-
-
-def _branch_rows_after_checkpoint(run: Run, step: int) -> list[dict[str, Any]]:
-    """The branch row of the checkpoint's own step: written after the pre-branch checkpoint, so
-    only the run dir's file has it. A damaged file gives none (the branch is then redone)."""
-    try:
-        rows = run_io.read_rows(run.run_dir / run_io.EVALS_FILE)
-    except Exception:  # truncated or corrupt: redoing the branch is deterministic
-        return []
-    return [r for r in rows if r.get("kind") == "branch" and r.get("fork_step") == step]
-
-
-def _resume_rows(run: Run, ckpt: Path, name: str) -> list[dict[str, Any]]:
-    """The checkpoint's copy of a row file (checkpoints before copies: the run dir's file)."""
-    copy = ckpt / name
-    return run_io.read_rows(copy if copy.exists() else run.run_dir / name)
+    return finish(None, cfg, Path(run_dir), run_io.now_iso(), failure=reason)
 
 
 def _train(run: Run, on_progress: ProgressFn | None) -> RunResult:
     p, cfg = run.progress, run.cfg
     run.model.train()
     if p.step == 0 and cfg.eval.at_start and not p.evals:
-        _eval(run, "mid-run")
+        evaluate_now(run, "mid-run")
     elif 0 < p.step < run.sched.total_steps and eval_due(p.step - 1, run.sched, cfg.eval):
-        _resume_branch(run)  # killed inside the branch of the checkpoint's step: redo it
+        resume_branch(run)  # killed inside the branch of the checkpoint's step: redo it
     while p.step < run.sched.total_steps:
         _train_step(run)
         evaluated = eval_due(p.step - 1, run.sched, cfg.eval)
         if evaluated:
-            _evaluation_point(run)
+            evaluation_point(run)
         every = cfg.checkpoint_every_steps
         if evaluated or (every is not None and p.step % every == 0):
-            _checkpoint(run)
+            checkpoint_run(run)
         elif p.step % _METRICS_FLUSH_EVERY == 0:
-            _flush(run)
+            flush(run)
         if on_progress is not None:
             try:
-                on_progress(_progress_event(run))
+                on_progress(progress_event(run))
             except StopRun:
-                _checkpoint(run)
+                checkpoint_run(run)
                 raise
-    _flush(run)
-    return _finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
+    flush(run)
+    return finish(run, cfg, run.run_dir, run.started_at, failure=None, par=run.par)
 
 
 def _train_step(run: Run) -> None:
@@ -243,257 +114,11 @@ def _train_step(run: Run) -> None:
     p, cfg = run.progress, run.cfg
     step = p.step
     lr = run.scheduler.get_last_lr()[0]  # lr_at(step): the scheduler stands at this step
-    train_loss, grad_norm, n_tokens, dt = _optimizer_step(run, step, run.scheduler)
-    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+    stats = optimizer_step(run, step, run.scheduler)
+    if not stats.finite:
         p.nonfinite += 1
-        _check_nonfinite(p.nonfinite, cfg.max_nonfinite, train_loss, grad_norm, step)
+        check_nonfinite(p.nonfinite, cfg.max_nonfinite, stats, step)
     p.step, p.samples = step + 1, run.sched.samples_after(step)
-    p.flops += run.fpt * n_tokens
-    p.train_wall_s += dt
-    p.metrics.append(
-        {
-            "run_id": cfg.run_id,
-            "step": p.step,
-            "tokens_seen": p.samples * cfg.model.seq_len,
-            "epoch": p.samples / run.sched.n_windows,
-            "train_loss": train_loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens_per_s": n_tokens / dt if dt > 0 else None,
-        }
-    )
-
-
-def _optimizer_step(run: Run, step: int, scheduler: LRScheduler) -> tuple[float, float, int, float]:
-    """Train on the batch and noise of ``step`` at the rate ``scheduler`` stands at, over
-    ``grad_accum`` micro-batches, then step the scheduler (a skipped update still moves the
-    schedule on); a non-finite loss or gradient skips the update. Returns (loss, grad norm,
-    tokens, seconds)."""
-    cfg = run.cfg
-    t0 = time.perf_counter()
-    tokens = run.train.get(run.sched.windows(step))  # (B, seq_len), B = batch (last may be short)
-    if run.device.type == "cuda":
-        tokens = tokens.pin_memory()  # lets the copies below overlap with compute
-    gen = torch.Generator(device=run.device)
-    # Objective noise: a function of (seed, step) only; every rank draws it for the whole batch.
-    gen.manual_seed(derived_seed(cfg.seed, _TRAIN_NOISE, step))
-    loss_sum = torch.zeros((), device=run.device)
-    for micro in torch.tensor_split(tokens, cfg.optim.grad_accum):
-        if len(micro) == 0:
-            continue
-        # This rank's rows; weight makes the (rank-averaged) gradient the mean over the step.
-        rows, weight = run.par.local_rows(len(micro), len(tokens))
-        with run.autocast():
-            loss, _stats = run.objective.loss(
-                run.model, micro.to(run.device, non_blocking=True), gen, rows
-            )
-        (loss * weight).backward()
-        loss_sum += loss.detach() * weight
-    grad_norm = _clip(run)
-    train_loss = float(run.par.sum(loss_sum)) / run.par.world  # the global batch's mean loss
-    if math.isfinite(train_loss) and math.isfinite(grad_norm):
-        run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
-    return train_loss, grad_norm, tokens.numel(), time.perf_counter() - t0
-
-
-def _check_nonfinite(count: int, allowed: int, loss: float, norm: float, step: int) -> None:
-    if count > allowed:
-        raise NonFiniteLoss(f"non-finite train loss {loss} / grad norm {norm} at step {step + 1}")
-
-
-def _evaluation_point(run: Run) -> None:
-    """An evaluation after the step just taken: a cooldown branch where one is planned (after a
-    pre-branch checkpoint), else an evaluation of the main run itself."""
-    p = run.progress
-    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
-    if plan is None:
-        _eval(run, "final" if p.step == run.sched.total_steps else "mid-run")
-        return
-    _checkpoint(run)
-    _branch(run, plan)
-
-
-def _resume_branch(run: Run) -> None:
-    """On resume at an evaluation point: run its branch if the branch row is missing. A row that
-    is there was written after the (pre-branch) checkpoint: its ``run_flops`` carries the
-    branch's compute, which the checkpoint's scalars do not."""
-    p = run.progress
-    plan = plan_branch(p.step, run.sched.total_steps, run.cfg.optim, run.cfg.eval)
-    done = [r for r in p.evals if r.get("kind") == "branch" and r.get("fork_step") == p.step]
-    if done:
-        p.branch_flops = done[-1]["run_flops"] - p.flops
-    elif plan is not None:
-        _branch(run, plan)
-
-
-def _branch(run: Run, plan: BranchPlan) -> None:
-    """Fork, cool down from the current rate to the floor on the next batches, evaluate, restore."""
-    p, cfg = run.progress, run.cfg
-    if run.par.active:
-        data_parallel.reshard(run.model)
-    snapshot = take_snapshot(run.model, run.optimizer)
-    start = lr_at(plan.fork_step, run.sched.total_steps, cfg.optim)  # the stable rate
-    floor = cfg.optim.lr * cfg.optim.min_lr_ratio
-    cooldown = cooldown_scheduler(
-        run.optimizer, cfg.optim.lr, plan.cooldown_steps, start, floor, cfg.eval.decay
-    )
-    flops, nonfinite = 0.0, 0
-    for k in range(plan.cooldown_steps):
-        loss, norm, n_tokens, _dt = _optimizer_step(run, plan.fork_step + k, cooldown)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            nonfinite += 1
-            _check_nonfinite(nonfinite, cfg.max_nonfinite, loss, norm, plan.fork_step + k)
-        flops += run.fpt * n_tokens
-        hooks.after_branch_step(
-            plan.fork_step, k + 1, plan.cooldown_steps, resumed=run.resumed_from is not None
-        )
-    p.branch_flops += flops
-    samples = run.sched.samples_after(plan.end_step - 1)
-    _eval(run, "branch", plan.end_step, samples, p.flops + flops, plan.fork_step)
-    if run.par.active:
-        data_parallel.reshard(run.model)  # restore the shards, not a stale unsharded copy
-    restore_snapshot(snapshot, run.model, run.optimizer)
-    # The main schedule again, at the fork step (the cooldown's scheduler set the groups' rates).
-    run.scheduler = main_scheduler(run.optimizer, run.sched.total_steps, cfg.optim, p.step)
-
-
-def _clip(run: Run) -> float:
-    params = [q for q in run.model.parameters() if q.grad is not None]
-    clip = run.cfg.optim.grad_clip
-    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-    return data_parallel.full_norm(norm)
-
-
-def _eval(
-    run: Run,
-    kind: str,
-    step: int | None = None,
-    samples: int | None = None,
-    flops: float | None = None,
-    fork_step: int | None = None,
-) -> None:
-    """Evaluate the model as it is now: the main run's (step, samples, flops) unless a branch
-    passes its own. ``flops`` is the evaluated model's training compute, ``run_flops`` all the
-    compute the run has spent so far (branches included)."""
-    p, cfg = run.progress, run.cfg
-    step = p.step if step is None else step
-    samples = p.samples if samples is None else samples
-    out = evaluate(run.model, cfg, run.objective.causal, run.eval_data, run.device, run.autocast)
-    row = {
-        "run_id": cfg.run_id,
-        "step": step,
-        "tokens_seen": samples * cfg.model.seq_len,
-        "epoch": samples / run.sched.n_windows,
-        "flops": p.flops if flops is None else flops,
-        **{k: _finite_or_none(v) for k, v in out.items()},
-        "kind": kind,
-        "fork_step": fork_step,
-        "run_flops": p.flops + p.branch_flops,
-    }
-    p.evals.append(row)
-    _flush(run)
-
-
-def _flush(run: Run) -> None:
-    if not run.par.is_main:
-        return
-    run_io.write_rows(
-        run.run_dir / run_io.METRICS_FILE, run.progress.metrics, run_io.METRICS_SCHEMA
-    )
-    run_io.write_rows(run.run_dir / run_io.EVALS_FILE, run.progress.evals, run_io.EVALS_SCHEMA)
-
-
-def _checkpoint(run: Run) -> None:
-    if run.last_ckpt_step == run.progress.step:
-        return
-    _flush(run)  # rows first: a checkpoint never points past what the parquet files hold
-    run.progress.wall_s = run.wall_s()
-    if run.par.active:
-        sharded_checkpoint.save_checkpoint(
-            run.run_dir, run.model, run.optimizer, run.progress.state(), run.par
-        )
-    else:
-        save_checkpoint(run.run_dir, run.model, run.optimizer, run.progress.state())
-    run.last_ckpt_step = run.progress.step
-    hooks.after_checkpoint(run.progress.step, resumed=run.resumed_from is not None)
-
-
-def _progress_event(run: Run) -> dict[str, Any]:
-    p = run.progress
-    last = p.metrics[-1]
-    return {
-        "run_id": run.cfg.run_id,
-        "step": p.step,
-        "total_steps": run.sched.total_steps,
-        "epoch": last["epoch"],
-        "train_loss": last["train_loss"],
-        "tokens_per_s": last["tokens_per_s"],
-    }
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _best(rows: list[dict[str, Any]], key: str, pick: Callable) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return pick(values) if values else None
-
-
-def _finish(
-    run: Run | None,
-    cfg: RunConfig,
-    run_dir: Path,
-    started_at: str,
-    failure: str | None,
-    par: Parallel | None = None,
-) -> RunResult:
-    """Write (rank 0) and return result.json; ``run`` is None when setup itself failed."""
-    counts = _safe_param_counts(cfg)
-    p = run.progress if run is not None else Progress()
-    evals = p.evals
-    last_eval = evals[-1] if evals else {}
-    result = RunResult(
-        run_id=cfg.run_id,
-        status="failed" if failure else "completed",
-        failure_reason=failure,
-        objective=cfg.objective.kind,
-        model_name=cfg.model.name,
-        n_params=counts.get("total", 0),
-        n_params_nonembed=counts.get("non_embedding", 0),
-        n_params_active=counts.get("active", 0),
-        flops_per_token=run.fpt if run is not None else 0.0,
-        unique_tokens=cfg.data.unique_tokens,
-        epochs=cfg.epochs,
-        seed=cfg.seed,
-        budget_id=cfg.data.budget_id,
-        steps=p.step,
-        tokens_seen=p.samples * cfg.model.seq_len,
-        total_flops=p.flops,
-        branch_flops=p.branch_flops,
-        final_val_loss=last_eval.get("val_loss"),
-        best_val_loss=_best(evals, "val_loss", min),
-        final_mc_acc=last_eval.get("mc_acc"),
-        best_mc_acc=_best(evals, "mc_acc", max),
-        wall_s=run.wall_s() if run is not None else 0.0,
-        tokens_per_s=p.samples * cfg.model.seq_len / p.train_wall_s if p.train_wall_s else 0.0,
-        started_at=started_at,
-        finished_at=run_io.now_iso(),
-        code_version=run_io.code_version(),
-    )
-    if run is not None:
-        _flush(run)
-    if par is None or par.is_main:
-        run_io.write_result(run_dir, result)
-    return result
-
-
-def _safe_param_counts(cfg: RunConfig) -> dict[str, int]:
-    try:
-        return dict(param_counts(cfg.model))
-    except Exception:  # a failure report must not fail on the config that broke the run
-        return {}
+    p.flops += run.fpt * stats.tokens
+    p.train_wall_s += stats.seconds
+    p.metrics.append(metrics_row(run, lr, stats))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from flows_fixtures import embedded_ray, smoke_tasks
 
-from flows.dispatch import GridProgress, format_progress, run_grid
+from flows.dispatch import run_grid
+from flows.grid_progress import GridProgress, format_progress
 from flows.run_task import RunTask
 
 
@@ -64,16 +65,6 @@ def test_multi_gpu_run_gets_a_placement_group_released_after(
     assert group["state"] == "REMOVED"
 
 
-def test_progress_line_names_running_runs_and_estimates_time_left() -> None:
-    progress = GridProgress(total=4, done=1, skipped=1, labels={"a": "dlm/xs/25K/ep96/s0"})
-    progress.running = {"a": {"step": 50, "total_steps": 100, "tokens_per_s": 12000.0}}
-    # work = 3 runs (one skipped); done 1 + half of one = 1.5 / 3 -> half the work in 60 s
-    assert progress.fraction_done == 0.5
-    line = format_progress(progress, 60)
-    assert "~1m00s left" in line and "now: dlm/xs/25K/ep96/s0 50%" in line
-    assert "left" not in format_progress(GridProgress(total=2), 5)  # nothing done: no guess
-
-
 def test_a_dead_progress_board_never_fails_the_sweep(
     local_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
 ) -> None:
@@ -90,32 +81,3 @@ def test_a_dead_progress_board_never_fails_the_sweep(
 
     outcomes = run_grid(tasks, on_progress=kill_board)
     assert killed and [o.status for o in outcomes] == ["completed", "completed"]
-
-
-@pytest.mark.parametrize(
-    ("message", "calls"),
-    [("The current node timed out during startup. This could happen ...", 3), ("bad", 1)],
-)
-def test_embedded_ray_start_retries_only_rays_startup_timeout(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, message: str, calls: int
-) -> None:
-    """Ray's fixed 30 s raylet wait is retried (3 attempts in all, then the error stands); any
-    other start-up error is raised at once. ray.init is replaced: nothing starts here."""
-    import ray
-
-    from flows import dispatch
-
-    seen: list[dict] = []
-
-    def failing_init(**kwargs: object) -> None:
-        seen.append(kwargs)
-        raise Exception(message)
-
-    monkeypatch.setattr(ray, "init", failing_init)
-    # The module's embedded Ray may be up: this call must still take the start-up path.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
-    with pytest.raises(Exception, match=message[:20]):
-        dispatch.connect_ray(None, 1, tmp_path)
-    assert len(seen) == calls
-    assert all(kw["_node_ip_address"] == "127.0.0.1" for kw in seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
@@ -232,16 +233,28 @@ class _CountingObjective:
         return self.inner.loss(model, tokens, gen, rows)
 
 
-def _trace_lines(path: str, lines: set[int]) -> Callable[..., Any]:
-    """A sys.settrace function recording the executed line numbers of the file ``path``."""
+# The trainer's own modules (the loop and what it was split into); evaluation, objectives and the
+# model are the objective-specific parts and are not traced.
+TRAINER_MODULES = (
+    "trainer",
+    "run_setup",
+    "train_step",
+    "eval_points",
+    "run_checkpoint",
+    "run_records",
+)
+
+
+def _trace_lines(paths: set[str], lines: set[tuple[str, int]]) -> Callable[..., Any]:
+    """A sys.settrace function recording the executed (file, line) pairs of the files ``paths``."""
 
     def local(frame: Any, event: str, arg: Any) -> Any:
         if event == "line":
-            lines.add(frame.f_lineno)
+            lines.add((frame.f_code.co_filename, frame.f_lineno))
         return local
 
     def global_(frame: Any, event: str, arg: Any) -> Any:
-        return local if frame.f_code.co_filename == path else None
+        return local if frame.f_code.co_filename in paths else None
 
     return global_
 
@@ -252,19 +265,20 @@ def test_one_code_path_trains_both_objectives(
     # The matched comparison: every AR/DLM difference lives in the objective object. Both runs
     # execute the same lines of the trainer and hand the objective the same batches in the same
     # order; only what the objective does with them (and its causal flag) differs.
-    from training_core import trainer
+    from training_core import run_setup
 
-    real_build = trainer.build_objective
-    seen: dict[str, tuple[list[torch.Tensor], set[int]]] = {}
+    paths = {importlib.import_module(f"training_core.{m}").__file__ for m in TRAINER_MODULES}
+    real_build = run_setup.build_objective
+    seen: dict[str, tuple[list[torch.Tensor], set[tuple[str, int]]]] = {}
     for kind in ("ar", "dlm"):
         batches: list[torch.Tensor] = []
-        lines: set[int] = set()
+        lines: set[tuple[str, int]] = set()
 
         def counting(*args: Any, _batches: list = batches, **kwargs: Any) -> _CountingObjective:
             return _CountingObjective(real_build(*args, **kwargs), _batches)
 
-        monkeypatch.setattr(trainer, "build_objective", counting)
-        sys.settrace(_trace_lines(trainer.__file__, lines))
+        monkeypatch.setattr(run_setup, "build_objective", counting)
+        sys.settrace(_trace_lines(paths, lines))
         try:
             result = train_run(tiny_config(data, kind=kind, epochs=0.5), tmp_path / kind)
         finally:
@@ -276,6 +290,7 @@ def test_one_code_path_trains_both_objectives(
     for a, b in zip(ar_batches, dlm_batches, strict=True):
         assert torch.equal(a, b)
     assert ar_lines == dlm_lines and len(ar_lines) > 100
+    assert {path for path, _ in ar_lines} == paths  # every trainer module ran
 
 
 @pytest.mark.parametrize(
