@@ -64,6 +64,8 @@ class Interval:
     def describe(self) -> str:
         if self.status == "insufficient_data":
             return "no interval (too few settings)"
+        if math.isinf(self.lo):  # every draw: AR still ahead at the end of the range
+            return f"not crossed by {self.epoch_max:.3g} epochs P={self.p_crossover:.2f}"
         lo = "0" if self.lo == 0 else f"{self.lo:.3g}"
         hi = f"beyond {self.epoch_max:.3g}" if math.isinf(self.hi) else f"{self.hi:.3g}"
         point = f"{self.epoch:.3g} " if math.isfinite(self.epoch) else ""

@@ -212,9 +212,9 @@ def format_adaptive(summary: dict[str, Any]) -> str:
     lines = [
         "",
         f"adaptive sweep {summary['study']}: {summary['stop_reason']}",
-        f"{summary['steps']} decisions, {summary['runs_done']} of {summary['grid_runs']} grid "
-        f"runs, {summary['compute_spent']:.3e} of {summary['grid_compute']:.3e} FLOPs "
-        f"({100 * share:.0f}% of the full grid)",
+        f"{summary['steps']} decisions, {summary['runs_done']} of the menu's "
+        f"{summary['grid_runs']} runs, {summary['compute_spent']:.3e} of its "
+        f"{summary['grid_compute']:.3e} FLOPs ({100 * share:.0f}% of the menu)",
         *(f"  {g}: {iv}" for g, iv in summary["intervals"].items()),
         "decisions (step, kind, runs, crossover interval after, compute spent, why):",
         *(f"  {line}" for line in summary.get("decisions", [])),

@@ -117,3 +117,14 @@ def test_adaptive_matches_the_grid_width_with_half_the_compute_and_covers_truth(
         assert 0.9 * iv.lo <= truth <= 1.1 * iv.hi
         covered += iv.lo <= truth <= iv.hi
     assert covered >= 2
+
+
+def test_interval_descriptions_say_what_the_draws_did() -> None:
+    inf = math.inf
+    never = Interval("no_crossover", math.nan, inf, inf, 0.0, 12.0)
+    assert never.describe() == "not crossed by 12 epochs P=0.00"
+    assert math.isinf(never.rel_width)
+    some = Interval("crossover", 10.0, 8.0, inf, 0.6, 12.0)
+    assert some.describe() == "10 [8, beyond 12] P=0.60"
+    closed = Interval("crossover", 19.2, 18.6, 19.5, 1.0, 32.0)
+    assert closed.describe() == "19.2 [18.6, 19.5] P=1.00"

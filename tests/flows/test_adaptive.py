@@ -100,7 +100,7 @@ def test_step_rows_and_summary_are_plain_text() -> None:
             "failures": [],
         }
     )
-    assert "25% of the full grid" in text
+    assert "25% of the menu" in text
 
 
 def _planted_demo_loss(objective: str, epochs: float) -> float:

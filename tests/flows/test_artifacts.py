@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,7 +166,9 @@ def test_artifacts_and_named_task_runs_on_a_test_server(
         check_study_artifacts(
             client_json, str(state.state_details.flow_run_id), "synthetic", report, db
         )
-        names = client_json.task_run_states(str(state.state_details.flow_run_id))
+        names = client_json.task_run_states(
+            str(state.state_details.flow_run_id), {o.label for o in outcomes}
+        )
     stored = crossover_table(db)
     assert "DLM overtakes AR after" in text and len(stored) == 2
     failed = [o.label for o in outcomes if o.status == "failed"]
@@ -203,6 +206,18 @@ class _ClientJSON:
     def post(self, path: str, body: dict) -> list[dict]:
         return self.client.request("POST", path, json=body).json()
 
-    def task_run_states(self, flow_run_id: str) -> dict[str, str]:
-        runs = self.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
-        return {r["name"]: r["state"]["type"] for r in runs}
+    def task_run_states(
+        self, flow_run_id: str, names: set[str], wait_s: float = 180.0
+    ) -> dict[str, str | None]:
+        """Task-run name -> state type. Prefect records task-run states from events, after the
+        flow returns: under load a run can still read as state None, so this waits (a generous
+        deadline, not a timed assertion) until every name in ``names`` has a final state."""
+        body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+        deadline = time.monotonic() + wait_s
+        while True:
+            runs = self.post("/task_runs/filter", body)
+            states = {r["name"]: (r["state"] or {}).get("type") for r in runs}
+            final = {n for n, t in states.items() if t in ("COMPLETED", "FAILED")}
+            if names <= final or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
