@@ -59,6 +59,7 @@ def test_kill_9_mid_run_resumes_from_checkpoint(
     assert runs.to_dict("records") == [{"run_id": task.run_id, "status": "completed"}]
 
 
+@pytest.mark.slow  # `make test-slow`: kept out of the default run for its time
 def test_kill_9_of_a_multi_gpu_run_resumes_under_torchrun(
     held_ray: None, smoke_spec, smoke_budgets, tmp_path: Path
 ) -> None:

@@ -81,6 +81,7 @@ def ray_head(short_tmp: Path, cli_env: dict) -> Iterator[tuple[str, Path]]:
         Path(log.name).unlink(missing_ok=True)
 
 
+@pytest.mark.slow  # `make test-slow`: kept out of the default run for its time
 def test_sweep_on_an_existing_ray_cluster(
     ray_head: tuple[str, Path], home_with_budgets: Path, cli_env: dict
 ) -> None:

@@ -85,6 +85,7 @@ def _not_zombie(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # `make test-slow`: kept out of the default run for its time
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for process groups")
 def test_server_ui_talks_to_its_port_and_stops_with_its_parent(
     cli_env: dict, free_port: int

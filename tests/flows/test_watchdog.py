@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from crossover_fault_plugin import HOLD_ENV, plugin_env
 from filelock import FileLock
 
@@ -69,6 +70,7 @@ def _wait_for(condition, what: str, proc: subprocess.Popen | None, log: Path) ->
         time.sleep(1.0)
 
 
+@pytest.mark.slow  # `make test-slow`: kept out of the default run for its time
 def test_sweep_listens_on_loopback_only_and_its_children_die_with_it(
     home_with_budgets: Path, cli_env: dict
 ) -> None:

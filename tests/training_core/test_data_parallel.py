@@ -161,6 +161,7 @@ def test_two_gloo_processes_match_one_process(kind: str, tmp_path: Path, procs: 
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # `make test-slow`: kept out of the default run for its time
 def test_killed_distributed_run_resumes_to_the_same_end(tmp_path: Path, procs: _Procs) -> None:
     data = tiny_data(tmp_path)
     model = {"tie_embeddings": True}  # the tied-name path of the gathered checkpoint
