@@ -44,11 +44,11 @@ class _Headings(HTMLParser):
         self._in = False
 
 
-def _flows(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """`flows ARGS` in a child with a fresh PREFECT_HOME (shared by this test's calls)."""
+def _flows(args: list[str], prefect_home: Path) -> subprocess.CompletedProcess:
+    """`flows ARGS` in a child with this test's fresh PREFECT_HOME (shared by its calls)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_HOME=str(prefect_home),
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
         PYTHONPATH=str(ROOT),
         OMP_NUM_THREADS="1",
@@ -69,13 +69,13 @@ def _hide_smallest_budget_tokens(home: Path) -> list[Path]:
 
 # Two sweeps in one test: twice the suite's per-test timeout, generous on a loaded 2-core machine.
 @pytest.mark.timeout(1800)
-def test_smoke_study_failures_then_resume_end_to_end(tmp_path: Path) -> None:
+def test_smoke_study_failures_then_resume_end_to_end(tmp_path: Path, prefect_home: Path) -> None:
     home = tmp_path / "home"
     build_budgets(load_preset("smoke").budgets, home / "budgets")  # what the CLI builds first
     hidden = _hide_smallest_budget_tokens(home)
     args = ["--preset", "smoke", "--home", str(home), "--num-cpus", "2"]
 
-    first = _flows(["run", "sweep", *args], tmp_path)
+    first = _flows(["run", "sweep", *args], prefect_home)
     assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
     assert "2 trained, 0 already done, 2 failed" in first.stdout
     assert first.stdout.count("FAILED ") == 2
@@ -88,7 +88,7 @@ def test_smoke_study_failures_then_resume_end_to_end(tmp_path: Path) -> None:
 
     for path in hidden:
         Path(f"{path}.hidden").rename(path)
-    second = _flows(["run", "study", *args, "--json"], tmp_path)
+    second = _flows(["run", "study", *args, "--json"], prefect_home)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     summary = json.loads(second.stdout[second.stdout.index("{") :])
     assert (summary["completed"], summary["skipped"], summary["failed"]) == (2, 2, 0)
@@ -101,7 +101,7 @@ def test_smoke_study_failures_then_resume_end_to_end(tmp_path: Path) -> None:
     assert Path(summary["report_path"]) == home / "smoke" / "report" / "report.html"
     _check_report(Path(summary["report_path"]))
 
-    status = _flows(["status", "--preset", "smoke", "--home", str(home)], tmp_path)
+    status = _flows(["status", "--preset", "smoke", "--home", str(home)], prefect_home)
     assert status.returncode == 0 and "4 completed" in status.stdout
 
 

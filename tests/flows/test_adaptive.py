@@ -36,7 +36,8 @@ def _adaptive_spec(tmp_path: Path) -> tuple[Path, float]:
     return path, 1.5 * seed_flops
 
 
-def test_adaptive_sweep_end_to_end(cli_env: dict, tmp_path: Path) -> None:
+def test_adaptive_sweep_end_to_end(cli_env: dict, prefect_home: Path, tmp_path: Path) -> None:
+    cli_env = {**cli_env, "PREFECT_HOME": str(prefect_home)}  # its database already migrated
     spec_path, cap = _adaptive_spec(tmp_path)
     home = tmp_path / "home"
     args = [*CLI, "run", "sweep", "--config", str(spec_path), "--home", str(home)]

@@ -16,6 +16,7 @@ chromium`, or BROWSER_PATH).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,16 +38,20 @@ UI_TIMEOUT_MS = 120_000  # a loaded 2-core machine renders the UI slowly (expect
 
 
 @pytest.fixture(scope="module")
-def deployed_study(smoke_spec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def deployed_study(
+    smoke_spec, migrated_prefect_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
     """The smoke study run through the `study` deployment by a worker against `flows server`."""
     from pipeline import build_budgets
 
     tmp = tmp_path_factory.mktemp("deployed")
     home = tmp / "home"
+    (tmp / "prefect-home").mkdir()  # fresh, with the session's migrated empty database
+    shutil.copy2(migrated_prefect_db, tmp / "prefect-home" / "prefect.db")
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(
-        PREFECT_HOME=str(tmp / "prefect-home"),  # fresh: no state from another test or user
+        PREFECT_HOME=str(tmp / "prefect-home"),  # no state from another test or user
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PYTHONPATH=str(root),
         RAY_USAGE_STATS_ENABLED="0",

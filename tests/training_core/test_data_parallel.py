@@ -140,7 +140,9 @@ def test_local_rows_split_every_micro_batch_disjointly() -> None:
     assert Parallel().local_rows(7, 10) == (slice(0, 7), pytest.approx(0.7))
 
 
-@pytest.mark.parametrize("kind", ["ar", "dlm"])
+# AR in `make test-slow` only: the DLM case runs the same sharding (and the weight-0 rank) and
+# must also match the single process's mask noise; each case is one torchrun start-up.
+@pytest.mark.parametrize("kind", [pytest.param("ar", marks=pytest.mark.slow), "dlm"])
 def test_two_gloo_processes_match_one_process(kind: str, tmp_path: Path, procs: _Procs) -> None:
     """The DLM too: every rank draws the whole batch's masks, so the sharded run sees the very
     noise of the single-process run (not just the same distribution)."""
