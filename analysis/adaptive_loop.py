@@ -27,6 +27,7 @@ from analysis.adaptive import (
     interval_of,
 )
 from analysis.adaptive_actions import coarse_gap, propose
+from analysis.adaptive_rdstar import RD_KIND, batch_target, rd_star_states, with_rd_star
 from analysis.crossover_store import BOOT_SEED, N_BOOT
 from analysis.errors import AnalysisError
 
@@ -45,6 +46,9 @@ class AdaptiveConfig:
     # Steps a group's width must stay <= target after first reaching it (0: stop at once).
     # Stopping the first time a noisy interval dips under the target is optional stopping.
     confirm_steps: int = 0
+    # Also narrow each objective's R_D* interval to hi/lo - 1 <= this where it is identified
+    # (``analysis.adaptive_rdstar``); None: R_D* is only logged.
+    rd_star_width: float | None = None
 
     def __post_init__(self) -> None:
         if not self.target_width > 0:
@@ -57,6 +61,8 @@ class AdaptiveConfig:
             )
         if self.confirm_steps < 0:
             raise AnalysisError(f"confirm_steps: must be >= 0, got {self.confirm_steps}")
+        if self.rd_star_width is not None and not self.rd_star_width > 0:
+            raise AnalysisError(f"rd_star_width: must be > 0, got {self.rd_star_width}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class Step:
     max_width_after: float
     compute_spent: float
     rd_star: str = ""  # R_D* per objective after the step (``describe_rd_star``), "" if not asked
+    target: str = ""  # what the batch was chosen for: crossover, rd_star or crossover+rd_star
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,7 @@ def run_adaptive(
     attempted: set[str] = set()  # a failed run is not proposed again
     streak = {g: 0 for g in groups}  # consecutive steps at or under the target
     batch, kind, expected = seed_design(candidates, cfg), "seed_design", math.nan
+    target = "seed design"
     why = (
         f"seed design: lowest {cfg.seed_epochs} epoch settings x {cfg.acquisition.min_seeds} "
         "seeds per objective, model and budget"
@@ -250,8 +258,13 @@ def run_adaptive(
         observed = observed[observed["run_id"].isin(attempted)].reset_index(drop=True)
         after = group_intervals(observed, groups, cfg)
         spent = _spent(observed, by_key)
-        step = _step(len(steps), kind, batch, expected, why, before, after, spent)
-        steps.append(replace(step, rd_star=laws(observed)) if laws else step)
+        step = replace(
+            _step(len(steps), kind, batch, expected, why, before, after, spent), target=target
+        )
+        rd = rd_star_states(observed) if cfg.rd_star_width is not None else None
+        if rd is not None:  # one law fit per objective serves the log and the acquisition
+            step = replace(step, rd_star="; ".join(s.describe() for s in rd.values()))
+        steps.append(replace(step, rd_star=laws(observed)) if laws and rd is None else step)
         if on_step:
             on_step(steps)
         met = narrow_enough(observed, after, candidates, cfg)
@@ -260,6 +273,13 @@ def run_adaptive(
         reason, actions = _next(
             observed, after, candidates, attempted | set(observed["run_id"]), cfg, spent, settled
         )
+        if rd is not None:
+            room = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
+            done = attempted | set(observed["run_id"])
+            reason, actions = with_rd_star(
+                reason, actions, rd, observed, candidates, done, cfg.rd_star_width,
+                cfg.acquisition, room,
+            )  # fmt: skip
         if reason:
             steps.append(_step(len(steps), "stop", [], math.nan, reason, after, after, spent))
             if on_step:
@@ -268,8 +288,13 @@ def run_adaptive(
         before, kind = after, "acquire"
         batch = [r for a in actions for r in a.runs]
         expected = float(
-            sum(a.expected_reduction for a in actions if math.isfinite(a.expected_reduction))
+            sum(
+                a.expected_reduction
+                for a in actions
+                if math.isfinite(a.expected_reduction) and a.kind != RD_KIND
+            )
         )
+        target = batch_target(actions)
         why = " | ".join(f"{a.group[0]} U={a.group[1]:,}: {a.why}" for a in actions)
 
 
