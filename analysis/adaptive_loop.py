@@ -27,7 +27,13 @@ from analysis.adaptive import (
     interval_of,
 )
 from analysis.adaptive_actions import coarse_gap, propose
-from analysis.adaptive_rdstar import RD_KIND, batch_target, rd_star_states, with_rd_star
+from analysis.adaptive_rdstar import (
+    batch_target,
+    crossover_expected,
+    describe_states,
+    rd_star_states,
+    with_rd_star,
+)
 from analysis.crossover_store import BOOT_SEED, N_BOOT
 from analysis.errors import AnalysisError
 
@@ -258,13 +264,10 @@ def run_adaptive(
         observed = observed[observed["run_id"].isin(attempted)].reset_index(drop=True)
         after = group_intervals(observed, groups, cfg)
         spent = _spent(observed, by_key)
-        step = replace(
-            _step(len(steps), kind, batch, expected, why, before, after, spent), target=target
-        )
         rd = rd_star_states(observed) if cfg.rd_star_width is not None else None
-        if rd is not None:  # one law fit per objective serves the log and the acquisition
-            step = replace(step, rd_star="; ".join(s.describe() for s in rd.values()))
-        steps.append(replace(step, rd_star=laws(observed)) if laws and rd is None else step)
+        note = describe_states(rd) if rd is not None else (laws(observed) if laws else "")
+        step = _step(len(steps), kind, batch, expected, why, before, after, spent)
+        steps.append(replace(step, rd_star=note, target=target))
         if on_step:
             on_step(steps)
         met = narrow_enough(observed, after, candidates, cfg)
@@ -273,13 +276,11 @@ def run_adaptive(
         reason, actions = _next(
             observed, after, candidates, attempted | set(observed["run_id"]), cfg, spent, settled
         )
-        if rd is not None:
-            room = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
+        if rd is not None:  # R_D* per objective as a second target
             done = attempted | set(observed["run_id"])
             reason, actions = with_rd_star(
-                reason, actions, rd, observed, candidates, done, cfg.rd_star_width,
-                cfg.acquisition, room,
-            )  # fmt: skip
+                reason, actions, rd, observed, candidates, done, cfg, spent
+            )
         if reason:
             steps.append(_step(len(steps), "stop", [], math.nan, reason, after, after, spent))
             if on_step:
@@ -287,14 +288,7 @@ def run_adaptive(
             return AdaptiveResult(steps, after, spent, reason)
         before, kind = after, "acquire"
         batch = [r for a in actions for r in a.runs]
-        expected = float(
-            sum(
-                a.expected_reduction
-                for a in actions
-                if math.isfinite(a.expected_reduction) and a.kind != RD_KIND
-            )
-        )
-        target = batch_target(actions)
+        expected, target = crossover_expected(actions), batch_target(actions)
         why = " | ".join(f"{a.group[0]} U={a.group[1]:,}: {a.why}" for a in actions)
 
 

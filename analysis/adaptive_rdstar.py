@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from analysis.crossover import OBJECTIVES
 from analysis.errors import AnalysisError
 from analysis.fits import IDENTIFIED, fit_data_constrained_law, theta_of
 from analysis.law_objective import NAMES, LawData
+
+if TYPE_CHECKING:  # the loop imports this module
+    from analysis.adaptive_loop import AdaptiveConfig
 
 RD = NAMES.index("log_rd")
 PRIOR_PRECISION = 1e-2  # per parameter (theta units): prior SD 10, far wider than any fit
@@ -269,14 +273,15 @@ def with_rd_star(
     observed: pd.DataFrame,
     candidates: list[Candidate],
     done: set[str],
-    width: float,
-    acq: AcquisitionConfig,
-    room: float,
+    cfg: AdaptiveConfig,
+    spent: float,
 ) -> tuple[str, list[Action]]:
     """The loop's (stop reason, actions) with R_D* as a second target: actions for each
-    objective whose identified R_D* interval is wider than ``width`` join the crossover's
-    (scored given the crossover's runs), while ``room`` FLOPs (the cap left) allow. The sweep
+    objective whose identified R_D* interval is wider than ``cfg.rd_star_width`` join the
+    crossover's (scored given the crossover's runs) while the compute cap allows. The sweep
     stops only when the crossover's rule stops it and no R_D* is still too wide."""
+    width, acq = float(cfg.rd_star_width or math.inf), cfg.acquisition
+    room = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
     if reason.startswith("compute cap"):
         return reason, actions
     wide = [s for s in states.values() if s.identified and s.rel_width > width]
@@ -299,6 +304,22 @@ def with_rd_star(
             [],
         )
     return "", actions + extra
+
+
+def describe_states(states: dict[str, RdStarState]) -> str:
+    return "; ".join(s.describe() for s in states.values())
+
+
+def crossover_expected(actions: list[Action]) -> float:
+    """Expected drop of the crossover's log-width over a batch (R_D* actions' drops are of
+    another interval and stay in their ``why``)."""
+    return float(
+        sum(
+            a.expected_reduction
+            for a in actions
+            if math.isfinite(a.expected_reduction) and a.kind != RD_KIND
+        )
+    )
 
 
 def batch_target(actions: list[Action]) -> str:

@@ -17,6 +17,7 @@ from analysis.adaptive_rdstar import (
     RdStarState,
     batch_target,
     candidate_actions,
+    crossover_expected,
     log_loss_jacobian,
     predicted_log_width,
     rd_star_actions,
@@ -106,28 +107,29 @@ def test_one_model_size_is_not_identified_and_not_scored() -> None:
     assert state.describe().startswith("ar: not identified") and math.isinf(state.rel_width)
     assert rd_star_actions(state, seen, one.pool(), set(), AcquisitionConfig()) == []
     states = {"ar": state}
-    reason, acts = with_rd_star("target reached: x", [], states, seen, one.pool(), set(), 0.1,
-                                AcquisitionConfig(), math.inf)  # fmt: skip
+    cfg = AdaptiveConfig(target_width=0.5, rd_star_width=0.1)
+    reason, acts = with_rd_star("target reached: x", [], states, seen, one.pool(), set(), cfg, 0)
     assert acts == [] and reason.startswith("target reached") and "not targeted" in reason
 
 
 def test_rd_star_keeps_the_sweep_going_after_the_crossover_target_until_the_cap() -> None:
     seen = _seeded()
     state = _planted_state(seen, log_width=0.8)
-    states, pool, acq = {"ar": state}, STUDY.pool(), AcquisitionConfig()
-    done = set(seen["run_id"])
-    reason, acts = with_rd_star(
-        "target reached: x", [], states, seen, pool, done, 0.1, acq, math.inf
-    )
+    states, pool = {"ar": state}, STUDY.pool()
+    done, spent = set(seen["run_id"]), 1e20
+    wide = AdaptiveConfig(target_width=0.5, rd_star_width=0.1)
+    reason, acts = with_rd_star("target reached: x", [], states, seen, pool, done, wide, spent)
     assert reason == "" and acts and all(a.kind == RD_KIND for a in acts)
     assert batch_target(acts) == RD_KIND
-    reason, acts = with_rd_star("target reached: x", [], states, seen, pool, done, 0.1, acq, 0.0)
+    capped = AdaptiveConfig(target_width=0.5, rd_star_width=0.1, compute_cap=spent)
+    reason, acts = with_rd_star("target reached: x", [], states, seen, pool, done, capped, spent)
     assert acts == [] and "R_D* still wider than 0.1" in reason
     # Met (width 0.8 -> hi/lo - 1 = 1.23 <= 2): the crossover's reason stands, with a note.
-    reason, acts = with_rd_star("target reached: x", [], states, seen, pool, done, 2.0, acq, 0.0)
+    met = AdaptiveConfig(target_width=0.5, rd_star_width=2.0)
+    reason, acts = with_rd_star("target reached: x", [], states, seen, pool, done, met, spent)
     assert acts == [] and "ar hi/lo - 1 = 1.23 <= 2" in reason
     cap = "compute cap: the next batch would pass"
-    assert with_rd_star(cap, [], states, seen, pool, done, 0.1, acq, 0.0) == (cap, [])
+    assert with_rd_star(cap, [], states, seen, pool, done, wide, spent) == (cap, [])
 
 
 def test_rd_star_runs_are_scored_given_the_crossovers_batch() -> None:
@@ -136,11 +138,13 @@ def test_rd_star_runs_are_scored_given_the_crossovers_batch() -> None:
     done = set(seen["run_id"])
     alone = rd_star_actions(state, seen, pool, done, acq)[0]
     crossover = Action(alone.group, "new_setting", alone.runs, 0.1, "crossover")
-    _, acts = with_rd_star("", [crossover], {"ar": state}, seen, pool, done, 0.1, acq, math.inf)
+    cfg = AdaptiveConfig(target_width=0.5, rd_star_width=0.1, acquisition=acq)
+    _, acts = with_rd_star("", [crossover], {"ar": state}, seen, pool, done, cfg, 0.0)
     assert acts[0] is crossover and len(acts) == 2
     assert not {r.key for r in acts[1].runs} & {r.key for r in alone.runs}
     assert acts[1].expected_reduction < alone.expected_reduction  # diminishing returns
     assert batch_target(acts) == "crossover+rd_star"
+    assert crossover_expected(acts) == 0.1  # R_D* drops are of another interval
 
 
 def test_fitted_state_is_identified_and_covers_the_planted_rd_star() -> None:
@@ -153,20 +157,24 @@ def test_fitted_state_is_identified_and_covers_the_planted_rd_star() -> None:
 
 @pytest.mark.slow
 def test_loop_targets_rd_star_logs_it_and_stops_on_it() -> None:
-    """The whole loop on a planted multi-size study (~2-4 min): the crossover target is loose
-    (met after the seed design's extensions), R_D* drives the rest, every acquired step names
-    its target, and the final AR interval covers the truth."""
-    study = PlantedSizes(sizes=(2.5e7, 1e8, 4e8), unique_tokens=(100_000_000, 1_000_000_000))
+    """The whole loop on the planted multi-size study (~2-4 min loaded): the crossover target
+    is loose (met after the seed design), R_D* drives every acquired batch until the cap, each
+    acquired step names its target, and the final AR interval is narrower than the seed
+    design's and covers the truth."""
     rng = np.random.default_rng(3)
     seen: list[pd.DataFrame] = []
 
     def run(batch: list) -> None:
-        seen.append(study.draw(batch, rng))
+        seen.append(STUDY.draw(batch, rng))
 
-    cfg = AdaptiveConfig(target_width=math.inf, seed_epochs=4, rd_star_width=0.3)
-    result = run_adaptive(study.pool(), run, lambda: pd.concat(seen, ignore_index=True), cfg)
+    cap = sum(c.flops for c in seed_runs(STUDY, 4)) + 1.5e19
+    cfg = AdaptiveConfig(target_width=math.inf, seed_epochs=4, rd_star_width=0.3, compute_cap=cap)
+    result = run_adaptive(STUDY.pool(), run, lambda: pd.concat(seen, ignore_index=True), cfg)
     acquired = [s for s in result.steps if s.kind == "acquire"]
-    assert acquired and all("rd_star" in s.target for s in acquired)
-    assert "ar:" in result.steps[0].rd_star and "R_D*" in result.stop_reason
+    assert acquired and all(s.target == "rd_star" for s in acquired)
+    assert all(s.why.count("R_D* (") >= 1 for s in acquired)
+    assert result.steps[0].rd_star.startswith("ar: ") and "R_D*" in result.stop_reason
+    assert result.compute_spent <= cap
+    first = rd_star_state(seen[0], "ar")
     final = rd_star_state(pd.concat(seen, ignore_index=True), "ar")
-    assert final.rel_width <= 0.3 and final.lo <= LAW.rd_star <= final.hi
+    assert final.log_width < first.log_width and final.lo <= LAW.rd_star <= final.hi
