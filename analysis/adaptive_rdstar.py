@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # the loop imports this module
 RD = NAMES.index("log_rd")
 PRIOR_PRECISION = 1e-2  # per parameter (theta units): prior SD 10, far wider than any fit
 FD_STEP = 1e-5  # central-difference step in theta units
+# An action must be predicted to cut at least this share of the log-width: per FLOP, a very
+# cheap run that does nothing (one more first-epoch seed) otherwise takes a slot of the batch.
+MIN_GAIN = 0.02
 RD_KIND = "rd_star"
 
 
@@ -239,7 +242,7 @@ def rd_star_actions(
                 / sd_now
             )
             flops = float(sum(r.flops for r in runs))
-            if gain > 0 and (best is None or gain / flops > best[0]):
+            if gain > MIN_GAIN * state.log_width and (best is None or gain / flops > best[0]):
                 best = (gain / flops, gain, kind, runs, x)
         if best is None:
             break

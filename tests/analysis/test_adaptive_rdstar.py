@@ -13,6 +13,7 @@ import pytest
 from analysis.adaptive import AcquisitionConfig, Action
 from analysis.adaptive_loop import AdaptiveConfig, run_adaptive
 from analysis.adaptive_rdstar import (
+    MIN_GAIN,
     RD_KIND,
     RdStarState,
     batch_target,
@@ -78,8 +79,8 @@ def test_runs_beyond_one_epoch_narrow_rd_star_and_first_epoch_runs_barely_do() -
 
 
 def test_the_first_pick_is_the_best_score_by_brute_force() -> None:
-    """The greedy first pick maximises predicted log-width drop per FLOP over every option,
-    each scored independently with ``predicted_log_width``."""
+    """The greedy first pick maximises predicted log-width drop per FLOP over every option
+    predicted to cut at least MIN_GAIN of the width, each scored with ``predicted_log_width``."""
     seen = _seeded()
     state = _planted_state(seen)
     pool, done = STUDY.pool(), set(seen["run_id"])
@@ -88,13 +89,12 @@ def test_the_first_pick_is_the_best_score_by_brute_force() -> None:
     assert len(picked) == 1 and picked[0].kind == RD_KIND and "R_D* (ar)" in picked[0].why
     measured = {("ar", r.model_name, r.unique_tokens, r.epoch) for r in seen.itertuples()}
     sizes = {m: float(n) for m, n in seen.groupby("model_name")["n_params"].first().items()}
-    best = max(
-        candidate_actions("ar", pool, done, measured, acq.min_seeds),
-        key=lambda o: (
-            (state.log_width - predicted_log_width(state, run_design(list(o[1]), sizes)))
-            / sum(r.flops for r in o[1])
-        ),
-    )
+    gains = [
+        (state.log_width - predicted_log_width(state, run_design(list(runs), sizes)), runs)
+        for _, runs in candidate_actions("ar", pool, done, measured, acq.min_seeds)
+    ]
+    useful = [(g, runs) for g, runs in gains if g > MIN_GAIN * state.log_width]
+    best = max(useful, key=lambda o: o[0] / sum(r.flops for r in o[1]))
     assert {r.key for r in picked[0].runs} == {r.key for r in best[1]}
     assert all(r.objective == "ar" and r.key not in done for r in picked[0].runs)
 
