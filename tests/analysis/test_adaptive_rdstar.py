@@ -27,7 +27,7 @@ from analysis.adaptive_rdstar import (
     with_rd_star,
 )
 from analysis.adaptive_rdstar_sim import PlantedSizes, seed_runs
-from analysis.adaptive_sim import PlantedStudy
+from analysis.adaptive_sim import PlantedStudy, SimulatedSweep
 from analysis.errors import AnalysisError
 from analysis.fits import IDENTIFIED, theta_of
 from analysis.laws import MUENNIGHOFF_2023, log_terms
@@ -178,3 +178,24 @@ def test_loop_targets_rd_star_logs_it_and_stops_on_it() -> None:
     first = rd_star_state(seen[0], "ar")
     final = rd_star_state(pd.concat(seen, ignore_index=True), "ar")
     assert final.log_width < first.log_width and final.lo <= LAW.rd_star <= final.hi
+
+
+def test_one_size_loop_is_unchanged_by_the_rd_star_target() -> None:
+    """One model size (as in adaptive-demo): R_D* is not identified, so the target changes no
+    decision; the step log says why instead of a number."""
+    one = PlantedStudy()
+    runs = {}
+    for width in (None, 0.1):
+        sweep = SimulatedSweep(one, np.random.default_rng(0))
+        cfg = AdaptiveConfig(
+            target_width=0.05,
+            compute_cap=0.15 * one.grid_flops(),
+            rd_star_width=width,
+            n_boot=50,  # fewer draws than the report's: the decisions, not the widths, compared
+            acquisition=AcquisitionConfig(n_boot=20),
+        )
+        result = run_adaptive(one.pool(), sweep.run, sweep.observe, cfg)
+        runs[width] = [(s.kind, s.run_ids) for s in result.steps]
+        notes = [s.rd_star for s in result.steps if s.kind != "stop"]
+    assert runs[None] == runs[0.1] and len(runs[None]) >= 3
+    assert all("not identified" in n and "model size" in n for n in notes)
