@@ -92,9 +92,8 @@ def final_spread(vals: np.ndarray, mean: np.ndarray, epochs: np.ndarray) -> Spre
     if df < MIN_DF:
         return Spread(
             "not_identified",
-            f"one seed at {int((n == 1).sum())} of {len(n)} settings leaves "
-            f"{df} df for the run-to-run spread from {where} about a cubic in log-epoch "
-            f"(need >= {MIN_DF}: more settings or seeds)",
+            f"one seed at {int((n == 1).sum())} of {len(n)} settings: {df} df about a cubic in "
+            f"log-epoch for the run-to-run spread (need >= {MIN_DF}: more settings or seeds)",
         )
     basis = f"run-to-run spread from {where} about a cubic in log-epoch, {df} df"
     return Spread("pooled", basis, ss / df, df)
@@ -107,8 +106,8 @@ def curve_spread(index: np.ndarray) -> Spread:
         return Spread("resampled", "seeds resampled")
     return Spread(
         "not_identified",
-        "one run per seed along the curve, and points of one run share its "
-        "seed effect (need >= 2 seeds at every epoch)",
+        "one seed along the curve: its points share one run's seed effect (need >= 2 seeds at "
+        "every epoch)",
     )
 
 

@@ -158,8 +158,8 @@ def test_one_run_along_the_curve_is_not_identified_and_printed_so() -> None:
     row = table.iloc[0]
     assert row["mode"] == "curve" and row["status"] == "crossover"
     assert not row["interval_identified"] and math.isnan(row["epoch_lo"])
-    assert row["interval_basis"].startswith("not identified: one run per seed along the curve")
+    assert row["interval_basis"].startswith("not identified: one seed along the curve")
     text = format_summary(table.assign(n_boot=50))
     assert f"after {row['epoch']:.3g} epochs" in text
-    assert "95% interval not identified: one run per seed" in text
+    assert "95% interval not identified: one seed along the curve" in text
     assert "draws" not in interval_text(row) and "P(crossover)" not in text
