@@ -55,6 +55,9 @@ DESIGNS = {
     "grid7-1e9-1seed": (GRID8[:7], 1, 1_000_000_000),  # 4..256: 3 df about the cubic
     "grid6-1e9-1seed": (GRID8[1:7], 1, 1_000_000_000),  # 8..256: 2 df, not identified
     "demo-1e9-1seed": (DEMO, 1, 1_000_000_000, 1e7),  # N = 1e7: truth 30.6
+    # Curve mode: the 8 points along ONE run per objective (the demo's shape), sharing that
+    # run's seed effect; evaluation noise per point.
+    "curve8-1e9-1run": (GRID8, 1, 1_000_000_000),
 }
 
 
@@ -102,6 +105,8 @@ def run_design(name: str, reps: int, n_boot: int, shared: float = 0.0) -> dict[s
     epochs, n_seeds, u, *rest = DESIGNS[name]
     n_params = rest[0] if rest else PlantedStudy.n_params
     seed_noise = PlantedStudy.seed_noise
+    curve = name.startswith("curve")
+    shared = 1.0 if curve else shared  # one run: its whole seed effect is shared by its points
     study = PlantedStudy(
         n_params=n_params,
         unique_tokens=(u,),
@@ -125,6 +130,8 @@ def run_design(name: str, reps: int, n_boot: int, shared: float = 0.0) -> dict[s
     for r in range(reps):
         points = study.draw(study.grid(), np.random.default_rng(r)).reset_index(drop=True)
         points = _shared_seed_effect(points, shared, seed_noise, np.random.default_rng(10**6 + r))
+        if curve:  # one run per (objective, seed): its points are evaluations along it
+            points = points.assign(run_id=points["objective"] + "-" + points["seed"].astype(str))
         epoch, e_lo, e_hi, sd = _one(points, r, n_boot)
         est.append(epoch)
         if math.isnan(e_lo):  # not identified: no interval, no claim to score
@@ -187,6 +194,20 @@ def _use_resampled_seeds() -> None:
     crossover_draws.final_spread = final_spread
 
 
+def print_study(db: str) -> None:
+    """What the terminal would print for a study with this code (the store's settings)."""
+    import duckdb
+
+    from analysis.crossover import crossovers
+    from analysis.crossover_store import BOOT_SEED, EVALS_SQL, N_BOOT
+    from analysis.summary import format_summary
+
+    with duckdb.connect(db, read_only=True) as con:
+        evals = con.execute(EVALS_SQL).df()
+    table = crossovers(evals, n_boot=N_BOOT, seed=BOOT_SEED).assign(n_boot=N_BOOT)
+    print(f"{db}:\n{format_summary(table)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=200)
@@ -206,7 +227,17 @@ def main() -> None:
         help="share of the seed variance common to one seed's runs at every setting (one "
         "initialisation; 0: every run independent, as PlantedStudy draws)",
     )
+    ap.add_argument(
+        "--db",
+        action="append",
+        help="instead: print the crossover table this code computes from a study's DuckDB "
+        "evaluations (opened read-only; its stored table is left as it is)",
+    )
     args = ap.parse_args()
+    if args.db:
+        for db in args.db:
+            print_study(db)
+        return
     if not 0.0 <= args.shared_seed < 1.0:
         ap.error("--shared-seed: a share in [0, 1)")
     if args.seed_draws == "resampled":
