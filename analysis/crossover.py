@@ -5,6 +5,9 @@ Input is the store's ``eval_points`` view (one row per finite evaluation). For e
 evaluation of each run when every objective has >= 3 epoch settings (the sweep's matched design),
 else every evaluation along the runs. The crossover is the epoch from which DLM stays better
 until the end of the range both objectives were measured on; outside it nothing is claimed.
+Its 95% interval comes from draws of the per-epoch means whose noise model
+(``analysis.crossover_draws``) is what the design pins: seed spread, the scatter of one-seed runs
+about a cubic, or nothing ("not identified": no interval, no P(crossover), the point kept).
 """
 
 from __future__ import annotations
