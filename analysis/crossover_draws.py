@@ -92,8 +92,9 @@ def final_spread(vals: np.ndarray, mean: np.ndarray, epochs: np.ndarray) -> Spre
     if df < MIN_DF:
         return Spread(
             "not_identified",
-            f"one seed at {int((n == 1).sum())} of {len(n)} settings: {df} df about a cubic in "
-            f"log-epoch for the run-to-run spread (need >= {MIN_DF}: more settings or seeds)",
+            f"one seed at {int((n == 1).sum())} of {len(n)} settings: {df} df for the run-to-run "
+            f"spread from {where} about a cubic in log-epoch (need >= {MIN_DF}: more settings "
+            "or seeds)",
         )
     basis = f"run-to-run spread from {where} about a cubic in log-epoch, {df} df"
     return Spread("pooled", basis, ss / df, df)
