@@ -212,7 +212,8 @@ def rd_star_actions(
 ) -> list[Action]:
     """Up to ``acq.per_group`` actions for the objective's R_D*, greedily: each maximises the
     predicted drop of log(hi/lo) per FLOP given the runs observed, already chosen and picked
-    before it. Empty when R_D* is not identified or no run is expected to help."""
+    before it, if it is predicted to cut at least ``MIN_GAIN`` of the log-width. Empty when
+    R_D* is not identified or no run is expected to help."""
     if not state.identified:
         return []
     sizes = model_sizes(observed)
