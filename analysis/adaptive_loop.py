@@ -189,9 +189,10 @@ def choose_batch(
     done: set[str],
     cfg: AdaptiveConfig,
     settled: set[Group] | None = None,
+    budget: float = math.inf,
 ) -> list[Action]:
-    """Actions on each group not ``settled`` (default: those still wider than the target):
-    extends first, then by score."""
+    """Actions on each group not ``settled`` (default: those still wider than the target),
+    each fitting in ``budget`` FLOPs: extends first, then by score."""
     if settled is None:
         settled = {g for g, iv in intervals.items() if iv.rel_width <= cfg.target_width}
     actions = []
@@ -200,7 +201,7 @@ def choose_batch(
             continue
         pts = observed[(observed["model_name"] == g[0]) & (observed["unique_tokens"] == g[1])]
         mine = [c for c in candidates if c.group == g]
-        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition)
+        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition, budget)
     rules = ("extend", "fill")  # no score: an open or coarsely read interval comes first
     return sorted(
         actions, key=lambda a: (a.kind not in rules, 0.0 if a.kind in rules else -a.score)
@@ -313,19 +314,17 @@ def _next(
             f"target reached: every interval's width hi/lo - 1 <= {cfg.target_width:g}{held}",
             [],
         )
-    actions = choose_batch(observed, intervals, candidates, done, cfg, settled)
-    if not actions:
-        return (
-            "grid exhausted: no run left near the intervals still wider than the target",
-            [],
-        )
+    left = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
+    actions = choose_batch(observed, intervals, candidates, done, cfg, settled, left)
     kept = _fit_cap(actions, spent, cfg.compute_cap)
-    if not kept:
+    if kept:
+        return "", kept
+    if math.isfinite(left) and choose_batch(observed, intervals, candidates, done, cfg, settled):
         return (
-            f"compute cap: the next batch ({actions[0].flops:.3g} FLOPs) would pass "
-            f"{cfg.compute_cap:.3g} (spent {spent:.3g})"
+            f"compute cap: no action expected to help fits the {max(left, 0):.3g} FLOPs left "
+            f"under {cfg.compute_cap:.3g} (spent {spent:.3g})"
         ), []
-    return "", kept
+    return "grid exhausted: no run left near the intervals still wider than the target", []
 
 
 def _step(
