@@ -216,10 +216,11 @@ def propose(
     budget: float = math.inf,
 ) -> list[Action]:
     """The next actions on one group that fit in ``budget`` FLOPs: extend an open interval,
-    fill a coarse gap around a closed one (both rules), else the ``per_group`` best-scoring
-    inner actions per FLOP (the cheapest when none is expected to help). A rule's action that
-    does not fit gives way to the scored ones that do: spending what is left where it is
-    expected to narrow the interval most beats stopping with it unspent."""
+    fill a coarse gap (both rules), else the ``per_group`` best-scoring actions near the
+    interval per FLOP (the cheapest when none is expected to help). A rule's action that does
+    not fit gives way to the other rule, then to the near actions that fit, one at a time:
+    spending what is left near the crossover beats stopping with it unspent. Far settings
+    are not a substitute for near ones that pass the budget (they buy noise)."""
     if not candidates:
         return []
     # Most draws already cross inside the range: the crossover is near its edge, one grid
@@ -245,14 +246,16 @@ def propose(
     model = GroupModel.of(group_points, cfg.n_boot, cfg.seed)
     scored = [score_action(a, model, iv, (epochs[0], epochs[-1]), cfg) for a in chosen]
     helpful = sorted((a for a in scored if a.expected_reduction > 0), key=lambda a: -a.score)
-    if rules or len(chosen) < len(near):  # budget-bound: only what is expected to help
-        why = _blocked(rules[0] if rules else min(near, key=lambda a: a.flops), budget)
-        return [_because(a, f"{why}; best that fits: {a.why}") for a in helpful[:1]]
+    if rules and scored:  # the rule's action passes the budget: one step at a time
+        best = helpful[0] if helpful else min(scored, key=lambda a: a.flops)
+        how = "best" if helpful else "none expected to help; cheapest"
+        return [_because(best, f"{_blocked(rules[0], budget)}; {how} that fits: {best.why}")]
     if helpful:
         return helpful[: cfg.per_group]
     if not scored:
         forced = extend_action(iv, group_points, candidates, done, seeds, force=True)
         return [forced] if forced is not None and forced.flops <= budget else []
+    # Near the interval, bootstrap noise in the estimate should not end the search early.
     cheapest = min(scored, key=lambda a: a.flops)
     why = f"no action expected to narrow the interval; cheapest first ({cheapest.why})"
     return [_because(cheapest, why)]
