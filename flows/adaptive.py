@@ -147,7 +147,8 @@ def adaptive_flow(
             this (0.5: the upper edge at most 1.5x the lower).
         compute_cap: Stop before a batch would take the planned training FLOPs past this.
         min_seeds: Seeds per epoch setting (3: the crossover interval resamples seeds, as
-            its coverage is calibrated for; fewer gives "evaluation noise only" intervals).
+            its coverage is calibrated for; one seed draws the spread from the scatter about a
+            smooth curve over epoch settings, or reads "not identified" with too few).
     """
     from analysis.adaptive import AcquisitionConfig
     from analysis.adaptive_loop import AdaptiveConfig, describe_rd_star, run_adaptive
