@@ -34,7 +34,8 @@ from analysis.errors import AnalysisError
 @dataclass(frozen=True)
 class AdaptiveConfig:
     """Stop rule and design: stop when every group's relative width ``hi/lo - 1`` is at most
-    ``target_width``, or the next batch would pass ``compute_cap`` FLOPs (None: no cap)."""
+    ``target_width``, or no run near a wider one fits under ``compute_cap`` FLOPs (None: no
+    cap; a rule's batch that does not fit gives way to one that does: ``propose``)."""
 
     target_width: float
     compute_cap: float | None = None
@@ -321,7 +322,7 @@ def _next(
         return "", kept
     if math.isfinite(left) and choose_batch(observed, intervals, candidates, done, cfg, settled):
         return (
-            f"compute cap: no action expected to help fits the {max(left, 0):.3g} FLOPs left "
+            f"compute cap: no run near the intervals fits the {max(left, 0):.3g} FLOPs left "
             f"under {cfg.compute_cap:.3g} (spent {spent:.3g})"
         ), []
     return "grid exhausted: no run left near the intervals still wider than the target", []
