@@ -41,7 +41,8 @@ from analysis.errors import AnalysisError
 @dataclass(frozen=True)
 class AdaptiveConfig:
     """Stop rule and design: stop when every group's relative width ``hi/lo - 1`` is at most
-    ``target_width``, or the next batch would pass ``compute_cap`` FLOPs (None: no cap)."""
+    ``target_width``, or no run near a wider one fits under ``compute_cap`` FLOPs (None: no
+    cap; a rule's batch that does not fit gives way to one that does: ``propose``)."""
 
     target_width: float
     compute_cap: float | None = None
@@ -202,9 +203,10 @@ def choose_batch(
     done: set[str],
     cfg: AdaptiveConfig,
     settled: set[Group] | None = None,
+    budget: float = math.inf,
 ) -> list[Action]:
-    """Actions on each group not ``settled`` (default: those still wider than the target):
-    extends first, then by score."""
+    """Actions on each group not ``settled`` (default: those still wider than the target),
+    each fitting in ``budget`` FLOPs: extends first, then by score."""
     if settled is None:
         settled = {g for g, iv in intervals.items() if iv.rel_width <= cfg.target_width}
     actions = []
@@ -213,7 +215,7 @@ def choose_batch(
             continue
         pts = observed[(observed["model_name"] == g[0]) & (observed["unique_tokens"] == g[1])]
         mine = [c for c in candidates if c.group == g]
-        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition)
+        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition, budget)
     rules = ("extend", "fill")  # no score: an open or coarsely read interval comes first
     return sorted(
         actions, key=lambda a: (a.kind not in rules, 0.0 if a.kind in rules else -a.score)
@@ -332,19 +334,17 @@ def _next(
             f"target reached: every interval's width hi/lo - 1 <= {cfg.target_width:g}{held}",
             [],
         )
-    actions = choose_batch(observed, intervals, candidates, done, cfg, settled)
-    if not actions:
-        return (
-            "grid exhausted: no run left near the intervals still wider than the target",
-            [],
-        )
+    left = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
+    actions = choose_batch(observed, intervals, candidates, done, cfg, settled, left)
     kept = _fit_cap(actions, spent, cfg.compute_cap)
-    if not kept:
+    if kept:
+        return "", kept
+    if math.isfinite(left) and choose_batch(observed, intervals, candidates, done, cfg, settled):
         return (
-            f"compute cap: the next batch ({actions[0].flops:.3g} FLOPs) would pass "
-            f"{cfg.compute_cap:.3g} (spent {spent:.3g})"
+            f"compute cap: no run near the intervals fits the {max(left, 0):.3g} FLOPs left "
+            f"under {cfg.compute_cap:.3g} (spent {spent:.3g})"
         ), []
-    return "", kept
+    return "grid exhausted: no run left near the intervals still wider than the target", []
 
 
 def _step(
