@@ -64,6 +64,9 @@ class Interval:
     def describe(self) -> str:
         if self.status == "insufficient_data":
             return "no interval (too few settings)"
+        if math.isnan(self.lo):  # the data do not pin the seed spread (e.g. one seed)
+            point = f"{self.epoch:.3g}, " if math.isfinite(self.epoch) else ""
+            return f"{point}95% interval not identified"
         if math.isinf(self.lo):  # every draw: AR still ahead at the end of the range
             return f"not crossed by {self.epoch_max:.3g} epochs P={self.p_crossover:.2f}"
         lo = "0" if self.lo == 0 else f"{self.lo:.3g}"

@@ -147,7 +147,8 @@ def adaptive_flow(
         num_cpus: CPUs of the local Ray when one is started.
         target_width: Stop when every (model, budget) crossover interval has hi/lo - 1 at most
             this (0.5: the upper edge at most 1.5x the lower).
-        compute_cap: Stop before a batch would take the planned training FLOPs past this.
+        compute_cap: Planned training FLOPs never pass this; the sweep stops when no run near
+            the crossover (an extension, a fill, a replicate) fits under it.
         min_seeds: Seeds per epoch setting (3: the crossover interval resamples seeds, as
             its coverage is calibrated for; one seed draws the spread from the scatter about a
             smooth curve over epoch settings, or reads "not identified" with too few).

@@ -128,6 +128,9 @@ def test_interval_descriptions_say_what_the_draws_did() -> None:
     assert some.describe() == "10 [8, beyond 12] P=0.60"
     closed = Interval("crossover", 19.2, 18.6, 19.5, 1.0, 32.0)
     assert closed.describe() == "19.2 [18.6, 19.5] P=1.00"
+    # One seed on too few settings: locate_crossover gives NaN bounds and no P(crossover).
+    unpinned = Interval("crossover", 19.2, math.nan, math.nan, math.nan, 32.0)
+    assert unpinned.describe() == "19.2, 95% interval not identified"
 
 
 # U 1e8: the truth crosses at ~181 epochs, between the grid's two costliest settings below 512.
