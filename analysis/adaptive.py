@@ -64,6 +64,9 @@ class Interval:
     def describe(self) -> str:
         if self.status == "insufficient_data":
             return "no interval (too few settings)"
+        if math.isnan(self.lo):  # the data do not pin the seed spread (e.g. one seed)
+            point = f"{self.epoch:.3g}, " if math.isfinite(self.epoch) else ""
+            return f"{point}95% interval not identified"
         if math.isinf(self.lo):  # every draw: AR still ahead at the end of the range
             return f"not crossed by {self.epoch_max:.3g} epochs P={self.p_crossover:.2f}"
         lo = "0" if self.lo == 0 else f"{self.lo:.3g}"
@@ -183,23 +186,28 @@ def curve_penalties(points: pd.DataFrame) -> tuple[float | None, float | None]:
 @dataclass(frozen=True)
 class GroupModel:
     """What fantasies of one group are drawn from, computed once per step: per objective the
-    seed spread, median SE and FLOPs per epoch, and the current points; the curves' penalties."""
+    seed spread, median SE and FLOPs per epoch, and the current points; the curves' penalties;
+    the interval of the current points refitted as a fantasy is (``reference``: the baseline
+    a fantasy's interval is compared with, same draws and penalties)."""
 
     points: pd.DataFrame
     sigma: dict[str, float]
     se: dict[str, float]
     flops_per_epoch: dict[str, float]
     lams: tuple[float | None, float | None]
+    reference: Interval = UNKNOWN
 
     @classmethod
-    def of(cls, points: pd.DataFrame) -> GroupModel:
+    def of(cls, points: pd.DataFrame, n_boot: int = 100, seed: int = 0) -> GroupModel:
         sigma, se, fpe = {}, {}, {}
         for obj in OBJECTIVES:
             sub = points[points["objective"] == obj]
             sigma[obj] = seed_spread(points, obj)
             se[obj] = float(np.nanmedian(sub["se"])) if sub["se"].notna().any() else math.nan
             fpe[obj] = float(np.nanmedian(sub["flops"] / sub["epoch"]))
-        return cls(points, sigma, se, fpe, curve_penalties(points))
+        lams = curve_penalties(points)
+        reference = interval_of(points, n_boot=n_boot, seed=seed, lams=lams)
+        return cls(points, sigma, se, fpe, lams, reference)
 
     def fantasy(
         self, runs: tuple[Candidate, ...], means: dict[tuple[str, float], float], z: np.ndarray
@@ -224,7 +232,10 @@ class GroupModel:
 class AcquisitionConfig:
     """Knobs of the acquisition; defaults argued in docs/design.md ("Adaptive sweep")."""
 
-    min_seeds: int = 3  # seeds per setting: the interval resamples seeds (calibrated at 3)
+    min_seeds: int = 3  # seeds per setting of the seed design (they carry the spread's df)
+    # Seeds a setting enters with after the seed design (at most min_seeds): 2, the fewest the
+    # final-loss interval pools a spread from; replicates then add one run where it pays.
+    new_seeds: int = 2
     n_fantasies: int = 2  # simulated outcomes per action
     n_boot: int = 100  # bootstrap draws per fantasy refit (the stop rule uses the report's 200)
     per_group: int = 2  # actions per group and step (2 cores: two runs at a time)
@@ -232,6 +243,16 @@ class AcquisitionConfig:
     extend_ratio: float = 4.0  # an open interval is extended to >= this x the range's edge
     max_gap: float = 2.0  # neighbouring settings around the interval at most this far apart
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("min_seeds", "new_seeds", "n_fantasies", "per_group"):
+            if getattr(self, name) < 1:
+                raise AnalysisError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def entry_seeds(self) -> int:
+        """Seeds of a setting first measured after the seed design."""
+        return min(self.new_seeds, self.min_seeds)
 
 
 def settings_of(points: pd.DataFrame) -> dict[tuple[str, float], int]:

@@ -27,6 +27,13 @@ from analysis.adaptive import (
     interval_of,
 )
 from analysis.adaptive_actions import coarse_gap, propose
+from analysis.adaptive_rdstar import (
+    batch_target,
+    crossover_expected,
+    describe_states,
+    rd_star_states,
+    with_rd_star,
+)
 from analysis.crossover_store import BOOT_SEED, N_BOOT
 from analysis.errors import AnalysisError
 
@@ -34,7 +41,8 @@ from analysis.errors import AnalysisError
 @dataclass(frozen=True)
 class AdaptiveConfig:
     """Stop rule and design: stop when every group's relative width ``hi/lo - 1`` is at most
-    ``target_width``, or the next batch would pass ``compute_cap`` FLOPs (None: no cap)."""
+    ``target_width``, or no run near a wider one fits under ``compute_cap`` FLOPs (None: no
+    cap; a rule's batch that does not fit gives way to one that does: ``propose``)."""
 
     target_width: float
     compute_cap: float | None = None
@@ -45,6 +53,9 @@ class AdaptiveConfig:
     # Steps a group's width must stay <= target after first reaching it (0: stop at once).
     # Stopping the first time a noisy interval dips under the target is optional stopping.
     confirm_steps: int = 0
+    # Also narrow each objective's R_D* interval to hi/lo - 1 <= this where it is identified
+    # (``analysis.adaptive_rdstar``); None: R_D* is only logged.
+    rd_star_width: float | None = None
 
     def __post_init__(self) -> None:
         if not self.target_width > 0:
@@ -57,6 +68,8 @@ class AdaptiveConfig:
             )
         if self.confirm_steps < 0:
             raise AnalysisError(f"confirm_steps: must be >= 0, got {self.confirm_steps}")
+        if self.rd_star_width is not None and not self.rd_star_width > 0:
+            raise AnalysisError(f"rd_star_width: must be > 0, got {self.rd_star_width}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class Step:
     max_width_after: float
     compute_spent: float
     rd_star: str = ""  # R_D* per objective after the step (``describe_rd_star``), "" if not asked
+    target: str = ""  # what the batch was chosen for: crossover, rd_star or crossover+rd_star
 
 
 @dataclass(frozen=True)
@@ -189,9 +203,10 @@ def choose_batch(
     done: set[str],
     cfg: AdaptiveConfig,
     settled: set[Group] | None = None,
+    budget: float = math.inf,
 ) -> list[Action]:
-    """Actions on each group not ``settled`` (default: those still wider than the target):
-    extends first, then by score."""
+    """Actions on each group not ``settled`` (default: those still wider than the target),
+    each fitting in ``budget`` FLOPs: extends first, then by score."""
     if settled is None:
         settled = {g for g, iv in intervals.items() if iv.rel_width <= cfg.target_width}
     actions = []
@@ -200,7 +215,7 @@ def choose_batch(
             continue
         pts = observed[(observed["model_name"] == g[0]) & (observed["unique_tokens"] == g[1])]
         mine = [c for c in candidates if c.group == g]
-        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition)
+        actions += propose(pts.reset_index(drop=True), iv, mine, done, cfg.acquisition, budget)
     rules = ("extend", "fill")  # no score: an open or coarsely read interval comes first
     return sorted(
         actions, key=lambda a: (a.kind not in rules, 0.0 if a.kind in rules else -a.score)
@@ -236,6 +251,7 @@ def run_adaptive(
     attempted: set[str] = set()  # a failed run is not proposed again
     streak = {g: 0 for g in groups}  # consecutive steps at or under the target
     batch, kind, expected = seed_design(candidates, cfg), "seed_design", math.nan
+    target = "seed design"
     why = (
         f"seed design: lowest {cfg.seed_epochs} epoch settings x {cfg.acquisition.min_seeds} "
         "seeds per objective, model and budget"
@@ -250,8 +266,10 @@ def run_adaptive(
         observed = observed[observed["run_id"].isin(attempted)].reset_index(drop=True)
         after = group_intervals(observed, groups, cfg)
         spent = _spent(observed, by_key)
+        rd = rd_star_states(observed) if cfg.rd_star_width is not None else None
+        note = describe_states(rd) if rd is not None else (laws(observed) if laws else "")
         step = _step(len(steps), kind, batch, expected, why, before, after, spent)
-        steps.append(replace(step, rd_star=laws(observed)) if laws else step)
+        steps.append(replace(step, rd_star=note, target=target))
         if on_step:
             on_step(steps)
         met = narrow_enough(observed, after, candidates, cfg)
@@ -260,6 +278,11 @@ def run_adaptive(
         reason, actions = _next(
             observed, after, candidates, attempted | set(observed["run_id"]), cfg, spent, settled
         )
+        if rd is not None:  # R_D* per objective as a second target
+            done = attempted | set(observed["run_id"])
+            reason, actions = with_rd_star(
+                reason, actions, rd, observed, candidates, done, cfg, spent
+            )
         if reason:
             steps.append(_step(len(steps), "stop", [], math.nan, reason, after, after, spent))
             if on_step:
@@ -267,9 +290,7 @@ def run_adaptive(
             return AdaptiveResult(steps, after, spent, reason)
         before, kind = after, "acquire"
         batch = [r for a in actions for r in a.runs]
-        expected = float(
-            sum(a.expected_reduction for a in actions if math.isfinite(a.expected_reduction))
-        )
+        expected, target = crossover_expected(actions), batch_target(actions)
         why = " | ".join(f"{a.group[0]} U={a.group[1]:,}: {a.why}" for a in actions)
 
 
@@ -313,19 +334,17 @@ def _next(
             f"target reached: every interval's width hi/lo - 1 <= {cfg.target_width:g}{held}",
             [],
         )
-    actions = choose_batch(observed, intervals, candidates, done, cfg, settled)
-    if not actions:
-        return (
-            "grid exhausted: no run left near the intervals still wider than the target",
-            [],
-        )
+    left = math.inf if cfg.compute_cap is None else cfg.compute_cap - spent
+    actions = choose_batch(observed, intervals, candidates, done, cfg, settled, left)
     kept = _fit_cap(actions, spent, cfg.compute_cap)
-    if not kept:
+    if kept:
+        return "", kept
+    if math.isfinite(left) and choose_batch(observed, intervals, candidates, done, cfg, settled):
         return (
-            f"compute cap: the next batch ({actions[0].flops:.3g} FLOPs) would pass "
-            f"{cfg.compute_cap:.3g} (spent {spent:.3g})"
+            f"compute cap: no run near the intervals fits the {max(left, 0):.3g} FLOPs left "
+            f"under {cfg.compute_cap:.3g} (spent {spent:.3g})"
         ), []
-    return "", kept
+    return "grid exhausted: no run left near the intervals still wider than the target", []
 
 
 def _step(

@@ -5,24 +5,33 @@ Input is the store's ``eval_points`` view (one row per finite evaluation). For e
 evaluation of each run when every objective has >= 3 epoch settings (the sweep's matched design),
 else every evaluation along the runs. The crossover is the epoch from which DLM stays better
 until the end of the range both objectives were measured on; outside it nothing is claimed.
+Its 95% interval comes from draws of the per-epoch means whose noise model
+(``analysis.crossover_draws``) is what the design pins: seed spread, the scatter of one-seed runs
+about a cubic, or nothing ("not identified": no interval, no P(crossover), the point kept).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
-from scipy.stats import t as student_t
 
+from analysis.crossover_draws import (
+    OBJECTIVES,
+    ObjectiveMeans,
+    basis_of,
+    draw_means,
+    objective_means,
+)
 from analysis.curves import SmoothCurve, fit_smooth_curve
 from analysis.errors import AnalysisError
 
 METRICS = {"val_loss": "lower", "mc_acc": "higher"}
+# Names the interval's method in the stored table's key (``crossover_store``): change it when
+# the draws change, so a table an earlier method wrote is recomputed.
+INTERVAL_METHOD = "2026-11-30: one seed -> scatter about a cubic in log-epoch, >= 3 df"
 GROUP = ["model_name", "unique_tokens"]
-OBJECTIVES = ("ar", "dlm")
 _GRID_POINTS = 400
 
 
@@ -102,122 +111,27 @@ def _fit_pair(
     return curves[0], curves[1]
 
 
-def _residual_se(points: pd.DataFrame, ar: SmoothCurve, dlm: SmoothCurve) -> np.ndarray:
-    """Per-point noise for the bootstrap: reported SE, else the curve's residual spread."""
-    se = points["se"].to_numpy(float).copy()
-    for obj, curve in zip(OBJECTIVES, (ar, dlm), strict=True):
-        mask = (points["objective"] == obj).to_numpy()
-        # The curves live in log-epoch: the untrained model's point (epoch 0) has no residual.
-        fitted = mask & (points["epoch"].to_numpy(float) > 0)
-        resid = points["y"].to_numpy()[fitted] - curve(points["epoch"].to_numpy()[fitted])
-        fallback = float(np.std(resid)) if fitted.sum() > 2 else 0.0
-        # One seed per setting: the spread around the curve also holds seed noise the reported
-        # (evaluation) SE misses, so the larger of the two is drawn.
-        se[mask] = np.fmax(np.where(np.isfinite(se[mask]), se[mask], fallback), fallback)
-    return se
-
-
-def _seed_matrix(points: pd.DataFrame, obj: str) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, point index) for one objective: row = seed, column = each distinct epoch; -1
-    where a seed lacks that epoch. Rows are resampled whole, so points of one run (curve mode)
-    or of one seed (final mode) keep their correlation."""
-    sub = points[points["objective"] == obj]
-    epochs = np.unique(sub["epoch"].to_numpy(float))
-    seeds = np.unique(sub["seed"].to_numpy())
-    index = -np.ones((len(seeds), len(epochs)), dtype=int)
-    for i, (s, e) in enumerate(zip(sub["seed"], sub["epoch"], strict=True)):
-        index[np.searchsorted(seeds, s), np.searchsorted(epochs, e)] = sub.index[i]
-    return epochs, index
-
-
-def _resampled_seeds(
-    vals: np.ndarray, mean: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Curve mode (points of one run share a seed): seeds resampled whole, deviations
-    inflated by sqrt(k / (k - 1)) (k-cluster bootstrap) times t_df / z on the pooled df."""
-    k, n_epochs = vals.shape
-    pick = rng.integers(0, k, (n_boot, k))  # (B, k) seeds per draw
-    with warnings.catch_warnings():  # a draw may miss an epoch some seeds lack
-        warnings.simplefilter("ignore", RuntimeWarning)
-        boot = np.nanmean(vals[pick], axis=1)  # (B, E)
-    df = max((k - 1) * n_epochs, 1)
-    boost = math.sqrt(k / (k - 1)) * student_t.ppf(0.975, df) / norm.ppf(0.975)
-    boot = mean + boost * (boot - mean)
-    return np.where(np.isfinite(boot), boot, mean)
-
-
-def _pooled_seeds(
-    vals: np.ndarray, mean: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Final mode (every point its own run): the relative seed spread pooled over the
-    objective's epochs (df = sum of (seeds - 1)), each epoch's mean drawn as
-    mean (1 + sigma z / sqrt(n_e)) with sigma^2 = df s^2 / chi2_df per draw, so any linear
-    contrast of the means is t_df-distributed (the t interval). Three seeds alone give an
-    epoch's spread 2 df: resampling them (or scaling by a pooled t) under-covers."""
-    n = np.isfinite(vals).sum(axis=0)  # (E,) seeds per epoch
-    rel = vals / mean - 1.0
-    df = int((n - 1).sum())
-    s2 = float(np.nansum(rel**2)) / df
-    sigma = np.sqrt(df * s2 / rng.chisquare(df, (n_boot, 1)))  # (B, 1)
-    z = rng.standard_normal((n_boot, len(mean)))
-    return mean * (1.0 + sigma * z / np.sqrt(n))
-
-
-def _draws(
-    points: pd.DataFrame, se: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> tuple[pd.DataFrame, np.ndarray, str]:
-    """Bootstrap draws of the per-epoch means: (points with one row per (objective, epoch),
-    values (rows, B), basis). With >= 2 seeds at every epoch the seed spread (each run's
-    evaluation noise already in it) is drawn: pooled over epochs when every point is its own
-    run (``_pooled_seeds``), else seeds resampled whole (``_resampled_seeds``). With one seed
-    at some epoch, only evaluation noise is drawn: half shared by the whole run (the same
-    held-out set scores every checkpoint), half independent per point."""
-    rows, draws, bases = [], [], []
-    y = points["y"].to_numpy(float)
-    own_runs = points["run_id"].nunique() == len(points) if "run_id" in points else False
-    for obj in OBJECTIVES:
-        epochs, index = _seed_matrix(points, obj)
-        vals = np.where(index >= 0, y[np.maximum(index, 0)], np.nan)  # (k, E)
-        mean = np.nanmean(vals, axis=0)
-        per_epoch = (index >= 0).sum(axis=0)
-        if per_epoch.min() >= 2 and own_runs:
-            boot = _pooled_seeds(vals, mean, n_boot, rng)
-            bases.append("seed spread pooled over epochs")
-        elif per_epoch.min() >= 2:
-            boot = _resampled_seeds(vals, mean, n_boot, rng)
-            bases.append("seeds resampled")
-        else:
-            # SE of each epoch's mean over its seeds; one seed somewhere: no seed spread known.
-            first = np.where(index >= 0, index, -1).max(axis=0)
-            sd = se[first] / np.sqrt(per_epoch)
-            z = rng.standard_normal((n_boot, 1)) + rng.standard_normal((n_boot, len(epochs)))
-            boot = mean + sd * z / math.sqrt(2.0)
-            bases.append("evaluation noise only")
-        rows.append(pd.DataFrame({"objective": obj, "epoch": epochs, "y": mean}))
-        draws.append(boot.T)
-    basis = (
-        bases[0]
-        if bases[0] == bases[1]
-        else "; ".join(f"{o}: {b}" for o, b in zip(OBJECTIVES, bases, strict=True))
-    )
-    return pd.concat(rows, ignore_index=True), np.vstack(draws), basis
-
-
 def bootstrap_crossings(
-    points: pd.DataFrame,
+    means: dict[str, ObjectiveMeans],
     metric: str,
     curves: tuple[SmoothCurve, SmoothCurve],
     grid: np.ndarray,
-    se: np.ndarray,
     n_boot: int,
     rng: np.random.Generator,
-) -> tuple[list[tuple[str, float]], str]:
-    """(status, epoch) of each bootstrap draw, and the draws' basis (see ``_draws``)."""
-    means, y_b, basis = _draws(points, se, n_boot, rng)
+) -> list[tuple[str, float]]:
+    """(status, epoch) of each bootstrap draw of the per-epoch means (``crossover_draws``)."""
+    rows, y_b = draw_means(means, n_boot, rng)
     # All replicates at once, sharing each curve's penalty: (n_points, B) -> (grid, B).
-    b_ar, b_dlm = _fit_pair(means, y_b, (curves[0].lam, curves[1].lam))
+    b_ar, b_dlm = _fit_pair(rows, y_b, (curves[0].lam, curves[1].lam))
     diffs = _dlm_minus_ar(b_ar, b_dlm, grid, metric)
-    return [_crossing(grid, diffs[:, j]) for j in range(n_boot)], basis
+    return [_crossing(grid, diffs[:, j]) for j in range(n_boot)]
+
+
+def noise_models(points: pd.DataFrame) -> tuple[dict[str, ObjectiveMeans], str]:
+    """Per objective: per-epoch means and what their draws rest on; the interval's basis."""
+    own_runs = points["run_id"].nunique() == len(points) if "run_id" in points else False
+    means = {o: objective_means(points, o, own_runs) for o in OBJECTIVES}
+    return means, basis_of({o: m.spread for o, m in means.items()})
 
 
 def _interval_all_draws(
@@ -257,10 +171,13 @@ def locate_crossover(
     grid = np.geomspace(lo, hi, _GRID_POINTS)
     status, epoch = _crossing(grid, _dlm_minus_ar(ar, dlm, grid, metric))
     rng = np.random.default_rng(seed)
-    se = _residual_se(points, ar, dlm)
-    boots, basis = [], "no bootstrap"
-    if n_boot:
-        boots, basis = bootstrap_crossings(points, metric, (ar, dlm), grid, se, n_boot, rng)
+    means, basis = noise_models(points)
+    identified = all(m.spread.identified for m in means.values())
+    boots: list[tuple[str, float]] = []
+    if n_boot and identified:
+        boots = bootstrap_crossings(means, metric, (ar, dlm), grid, n_boot, rng)
+    elif identified:
+        basis = "no bootstrap"
     e_lo, e_hi = _interval_all_draws(boots, lo, hi)
     n_cross = sum(s == "crossover" for s, _ in boots)
     return {
@@ -275,8 +192,10 @@ def locate_crossover(
         "flops_lo": _flops_at(points, e_lo, "dlm"),
         "flops_hi": _flops_at(points, e_hi, "dlm"),
         "flops_ar": _flops_at(points, epoch, "ar"),
-        "p_crossover": n_cross / n_boot if n_boot else math.nan,
+        "p_crossover": n_cross / len(boots) if boots else math.nan,
         "interval_basis": basis,
+        # False: the data do not pin the run-to-run spread; no interval, no P(crossover).
+        "interval_identified": identified,
         "n_seeds": int(points.groupby("objective")["seed"].nunique().min()),
         "epoch_min": lo,
         "epoch_max": hi,

@@ -13,7 +13,7 @@ import hashlib
 
 import pandas as pd
 
-from analysis.crossover import crossovers
+from analysis.crossover import INTERVAL_METHOD, crossovers
 from analysis.errors import AnalysisError
 from analysis.store import ResultsStore
 
@@ -28,8 +28,10 @@ SETTINGS_COLUMNS = ("n_boot", "bootstrap_seed", "evals_sha256")
 
 
 def evals_fingerprint(evals: pd.DataFrame) -> str:
-    """SHA-256 over the evaluations' columns and values (row order included)."""
-    digest = hashlib.sha256(",".join(map(str, evals.columns)).encode())
+    """SHA-256 over the evaluations' columns and values (row order included) and the interval
+    method's name, so a table an earlier method computed is recomputed, never shown."""
+    digest = hashlib.sha256(INTERVAL_METHOD.encode())
+    digest.update(",".join(map(str, evals.columns)).encode())
     digest.update(pd.util.hash_pandas_object(evals, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 

@@ -179,7 +179,8 @@ FRONTIER_TEXT = (
 
 def _crossover_display(table: pd.DataFrame) -> pd.DataFrame:
     """The crossover table with its interval spelled out beside the numbers: open edges,
-    P(crossover) and what the interval includes (seeds, or evaluation noise only)."""
+    P(crossover) and what the interval includes (the seed spread it drew, or why it is not
+    identified)."""
     if table.empty or "epoch_lo" not in table:
         return table
     shown = table.drop(columns="evals_sha256", errors="ignore")

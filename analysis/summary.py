@@ -31,10 +31,14 @@ def _bound(x: float, fmt: str, lo_edge: float, hi_edge: float) -> str:
 
 
 def interval_text(row: pd.Series, fmt: str = ".3g") -> str:
-    """'95% [lo, hi], P(crossover) p; basis' with open edges spelled out, or 'interval
-    unknown' when no draw was made: never a zero-width stand-in."""
+    """'95% [lo, hi], P(crossover) p; basis' with open edges spelled out, '95% interval not
+    identified: why' when the data do not pin the run-to-run spread, or 'interval unknown'
+    when no draw was made: never a zero-width stand-in."""
     lo, hi = row.get("epoch_lo", math.nan), row.get("epoch_hi", math.nan)
     p = row.get("p_crossover", math.nan)
+    identified = row.get("interval_identified", True)
+    if not (pd.isna(identified) or bool(identified)):
+        return f"95% interval {row.get('interval_basis', 'not identified')}"
     if math.isnan(lo) or math.isnan(hi):
         return "interval unknown (no bootstrap draws)"
     e0, e1 = row.get("epoch_min", math.nan), row.get("epoch_max", math.nan)

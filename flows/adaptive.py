@@ -73,6 +73,7 @@ def step_rows(steps: list[Any]) -> list[dict[str, Any]]:
             "interval after": s.interval_after,
             "width after (hi/lo - 1)": num(s.max_width_after, ".3f"),
             "R_D* after": s.rd_star or None,
+            "chosen for": s.target or None,
             "compute spent (FLOPs)": num(s.compute_spent, ".3e"),
         }
         for s in steps
@@ -134,6 +135,7 @@ def adaptive_flow(
     target_width: float = 0.5,
     compute_cap: float | None = None,
     min_seeds: int = 3,
+    rd_star_width: float | None = None,
 ) -> dict[str, Any]:
     """Adaptive sweep: a seed design, then the runs that most narrow the crossover interval.
 
@@ -145,9 +147,14 @@ def adaptive_flow(
         num_cpus: CPUs of the local Ray when one is started.
         target_width: Stop when every (model, budget) crossover interval has hi/lo - 1 at most
             this (0.5: the upper edge at most 1.5x the lower).
-        compute_cap: Stop before a batch would take the planned training FLOPs past this.
+        compute_cap: Planned training FLOPs never pass this; the sweep stops when no run near
+            the crossover (an extension, a fill, a replicate) fits under it.
         min_seeds: Seeds per epoch setting (3: the crossover interval resamples seeds, as
-            its coverage is calibrated for; fewer gives "evaluation noise only" intervals).
+            its coverage is calibrated for; one seed draws the spread from the scatter about a
+            smooth curve over epoch settings, or reads "not identified" with too few).
+        rd_star_width: Also choose runs until each objective's R_D* interval has hi/lo - 1 at
+            most this, where R_D* is identified (>= 3 model sizes, a closed interval); None:
+            R_D* is only logged.
     """
     from analysis.adaptive import AcquisitionConfig
     from analysis.adaptive_loop import AdaptiveConfig, describe_rd_star, run_adaptive
@@ -171,6 +178,7 @@ def adaptive_flow(
         target_width=target_width,
         compute_cap=compute_cap,
         acquisition=AcquisitionConfig(min_seeds=min_seeds),
+        rd_star_width=rd_star_width,
     )
     with one_ray(ray_address, num_cpus):
         result = run_adaptive(

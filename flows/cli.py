@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="--adaptive: seeds per epoch setting (default 3: calibrated intervals)",
     )
+    run.add_argument(
+        "--rd-star-width",
+        type=_positive_float,
+        help="--adaptive: also narrow each objective's R_D* interval to hi/lo - 1 <= this "
+        "(needs >= 3 model sizes; default: R_D* only logged)",
+    )
 
     status = sub.add_parser("status", help="state of every run of a study")
     _add_spec_args(status)
@@ -302,6 +308,7 @@ def _run_locked(args: argparse.Namespace, spec: Any, params: dict[str, Any]) -> 
             target_width=args.target_width,
             compute_cap=args.compute_cap,
             min_seeds=args.min_seeds,
+            rd_star_width=args.rd_star_width,
         )
         print(json.dumps(summary, indent=2) if args.json else format_adaptive(summary))
         return 1 if summary["failed"] else 0

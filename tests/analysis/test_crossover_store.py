@@ -4,6 +4,7 @@ read the same rows, computed once per set of evaluations and bootstrap settings.
 from __future__ import annotations
 
 import html
+import math
 import shutil
 from pathlib import Path
 
@@ -80,5 +81,23 @@ def test_terminal_and_report_show_the_stored_rows(study_db: Path, tmp_path: Path
     text = format_summary(terminal)
     for _, row in stored[stored["status"] != "insufficient_data"].iterrows():
         interval = interval_text(row)
-        assert f"{N_BOOT} draws" in interval
+        if row["interval_identified"]:
+            assert f"{N_BOOT} draws" in interval
+        else:  # 5 settings x 1 seed: the run-to-run spread is not identified
+            assert interval.startswith("95% interval not identified: one seed")
+            assert "draws" not in interval and math.isnan(row["epoch_lo"])
         assert interval in text and html.escape(interval) in report
+
+
+def test_a_table_of_an_earlier_interval_method_is_recomputed(
+    study_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key names the interval method: a table stored by another method is not shown."""
+    import analysis.crossover_store as crossover_store
+
+    store = ResultsStore(study_db)
+    first = current_crossovers(store, n_boot=10)
+    monkeypatch.setattr(crossover_store, "INTERVAL_METHOD", "an earlier method")
+    second = current_crossovers(store, n_boot=10)
+    assert second["evals_sha256"].iloc[0] != first["evals_sha256"].iloc[0]
+    assert len(store.query("SELECT * FROM crossovers")) == len(first)

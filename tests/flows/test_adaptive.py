@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from flows.adaptive import candidate_of, decision_lines, format_adaptive, step_rows
@@ -147,3 +148,14 @@ def test_demo_menu_and_stop_rule_locate_a_planted_crossover() -> None:
     assert 16 <= iv.lo <= iv.hi <= 24 and abs(iv.epoch - 20) < 1.5
     assert iv.rel_width <= rule["target_width"]
     assert result.compute_spent <= rule["compute_cap"]
+
+
+def test_rd_star_width_flag_reaches_the_flow_and_bad_values_name_it(capsys) -> None:
+    from flows.cli import build_parser
+
+    base = ["run", "sweep", "--preset", "adaptive-demo", "--adaptive"]
+    assert build_parser().parse_args(base).rd_star_width is None  # off: R_D* only logged
+    assert build_parser().parse_args([*base, "--rd-star-width", "0.3"]).rd_star_width == 0.3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--rd-star-width", "0"])
+    assert "--rd-star-width" in capsys.readouterr().err
