@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.artifacts import artifact_key
-from flows.dispatch import connect_ray
+from flows.dispatch import connect_ray, is_completed
 from flows.flows import (
     StudyPaths,
     build_budgets_task,
@@ -99,22 +99,31 @@ def write_steps_task(paths: StudyPaths, steps: list[Any]) -> None:
 
 
 @contextmanager
-def one_ray(ray_address: str | None, num_cpus: int | None) -> Iterator[None]:
+def one_ray(ray_address: str | None, num_cpus: int | None) -> Iterator[Callable[[], None]]:
     """One Ray for every batch of the sweep (``run_grid`` uses a Ray already connected and
-    leaves it up): an embedded Ray starts once, not once per step."""
+    leaves it up): an embedded Ray starts once, not once per step, and only when a batch has a
+    run to train (a rerun whose chosen runs are all finished starts none). Yields the
+    function that connects on first call."""
     import ray
 
     settings = get_settings()
     address = ray_address or settings.ray_address
-    temp = None if address or ray.is_initialized() else Path(tempfile.mkdtemp(prefix="ray-"))
-    started = connect_ray(address, num_cpus or settings.ray_num_cpus, temp)
+    state: dict[str, Any] = {"started": False, "temp": None}
+
+    def ensure() -> None:
+        if state["started"] or ray.is_initialized():
+            return
+        temp = None if address else Path(tempfile.mkdtemp(prefix="ray-"))
+        state["temp"] = temp
+        state["started"] = connect_ray(address, num_cpus or settings.ray_num_cpus, temp)
+
     try:
-        yield
+        yield ensure
     finally:
-        if started:
+        if state["started"]:
             ray.shutdown()
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
+        if state["temp"] is not None:
+            shutil.rmtree(state["temp"], ignore_errors=True)
 
 
 def _observe(paths: StudyPaths) -> Any:
@@ -168,6 +177,8 @@ def adaptive_flow(
 
     def run(batch: list[Any]) -> None:
         runs = [planned[c.key] for c in batch]
+        if not all(is_completed(paths.runs_root / r.run_id) for r in runs):
+            ensure_ray()
         outcomes.extend(
             dispatch_task(runs, paths.runs_root, ray_address, num_cpus, spec.max_retries, h)
         )
@@ -180,7 +191,7 @@ def adaptive_flow(
         acquisition=AcquisitionConfig(min_seeds=min_seeds),
         rd_star_width=rd_star_width,
     )
-    with one_ray(ray_address, num_cpus):
+    with one_ray(ray_address, num_cpus) as ensure_ray:
         result = run_adaptive(
             [candidate_of(r) for r in planned.values()],
             run,

@@ -159,3 +159,16 @@ def test_rd_star_width_flag_reaches_the_flow_and_bad_values_name_it(capsys) -> N
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--rd-star-width", "0"])
     assert "--rd-star-width" in capsys.readouterr().err
+
+
+def test_one_ray_starts_nothing_until_a_batch_needs_training() -> None:
+    import ray
+
+    from flows.adaptive import one_ray
+
+    assert not ray.is_initialized()
+    with one_ray(None, 1) as ensure_ray:
+        assert callable(ensure_ray)
+        # A rerun whose chosen runs are all finished never calls it: no Ray, no temp dir.
+        assert not ray.is_initialized()
+    assert not ray.is_initialized()
