@@ -26,7 +26,6 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
-from scipy.stats import beta  # noqa: E402
 
 from analysis.adaptive import AcquisitionConfig  # noqa: E402
 from analysis.adaptive_loop import (  # noqa: E402
@@ -36,13 +35,7 @@ from analysis.adaptive_loop import (  # noqa: E402
     seed_design,
 )
 from analysis.adaptive_sim import PlantedStudy, SimulatedSweep, adaptive, full_grid  # noqa: E402
-
-
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    """Exact 95% binomial interval of a coverage count."""
-    lo = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-    hi = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
+from analysis.binomial import clopper_pearson  # noqa: E402
 
 
 def comparator(study: PlantedStudy, draws: int) -> tuple[list[float], int]:

@@ -26,20 +26,13 @@ import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from scipy.stats import beta  # noqa: E402
-
 from analysis.adaptive_rdstar_sim import (  # noqa: E402
     PlantedSizes,
     grid_like,
     rd_star_sweep,
     seed_runs,
 )
-
-
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    lo = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-    hi = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
+from analysis.binomial import clopper_pearson  # noqa: E402
 
 
 def _pairs(mine: list) -> list[tuple[float, float, float]]:

@@ -25,10 +25,10 @@ import math
 import time
 
 import numpy as np
-from scipy.stats import beta
 
 import analysis.crossover_draws as crossover_draws
 from analysis.adaptive_sim import PlantedStudy
+from analysis.binomial import clopper_pearson
 from analysis.crossover import (
     _crossing,
     _dlm_minus_ar,
@@ -59,13 +59,6 @@ DESIGNS = {
     # run's seed effect; evaluation noise per point.
     "curve8-1e9-1run": (GRID8, 1, 1_000_000_000),
 }
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = (1 - level) / 2
-    lo = beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
-    hi = beta.ppf(1 - a, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
 
 
 def _one(points, seed: int, n_boot: int) -> tuple[float, float, float, float]:
